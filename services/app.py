@@ -31,8 +31,8 @@ def claim_name(storage: st.Storage, name: str, resume: bool) -> bool:
     if exists and not resume:
         raise sweeps.ExperimentExistsError(
             f"experiment {name!r} already exists at {storage.display(name)}; pass --resume to continue it or choose another --name")
-    if resume and not exists:
-        raise sweeps.ExperimentExistsError(f"--resume: experiment {name!r} not found at {storage.display(name)}")
+    if resume and not exists:  # lets one command serve both the first run and its retries (RayJob)
+        print(f"--resume: no experiment {name!r} at {storage.display(name)} yet, starting it")
     return exists
 
 
@@ -255,8 +255,6 @@ def run_all(args, storage) -> dict:
     if not args.resume:
         for n in names.values():
             claim_name(storage, n, False)
-    elif not any(storage.exists(n) for n in names.values()):
-        raise sweeps.ExperimentExistsError(f"--resume: no experiment {base}-grid/-analytic/-compare in {storage.display()}")
     if (err := data_available(args)) is not None:
         raise err
     t0 = time.time()

@@ -47,6 +47,8 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     if ray.is_initialized():
         return ray.get_runtime_context()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if address is None and os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join that cluster
+        address = "auto"
     if address is None:
         return ray.init(
             num_cpus=num_cpus or os.cpu_count(),

@@ -54,6 +54,9 @@ class Resources:
             return self.max_concurrent_trials
         limits = [capacity["CPU"] / (self.num_workers * self.cpus_per_worker)]
         if self.use_gpu and self.gpus_per_worker > 0:
+            if capacity["GPU"] == 0:
+                print("warning: no GPU in the cluster yet (autoscaling?): running one trial at a time; "
+                      "set --max-concurrent-trials to the GPUs the cluster can grow to")
             limits.append(capacity["GPU"] / (self.num_workers * self.gpus_per_worker))
         return max(1, int(math.floor(min(limits) + 1e-9)))
 
