@@ -98,6 +98,10 @@ def _record_nonfinite(exc: Exception, report, make_checkpoint, last_metrics: dic
 
 def _run_engine(spec: dict, *, report, make_checkpoint, checkpoint, is_rank0: bool, device: str | None = None):
     """Run the engine with reporting; shared by the Tune function and the Ray Train worker loop."""
+    import torch
+
+    # one intra-op thread per reserved CPU: oversubscribed threads slow small models down many-fold
+    torch.set_num_threads(max(1, int(spec.get("cpus_per_worker", 1))))
     config = dict(spec["train"])
     if device is not None:
         config["device"] = device

@@ -1,0 +1,257 @@
+"""``TrainConfig``: everything one training run needs, as a JSON-serialisable dataclass.
+
+Fields left ``None`` (model, lr, weight_decay, lr_schedule, batch_size) mean "the paper's setup for this
+dataset": :meth:`TrainConfig.resolved` fills them from ``presets.training_setup(dataset, model)``
+(Appendix A.1; MLP1024 gets the appendix MLP setup: no weight decay, LR × 0.95 per epoch).
+
+Learning-rate schedules (stepped once per epoch; epoch e counts from 0)::
+
+    {"kind": "multistep", "milestones": [100, 150], "gamma": 0.1}   # lr·γ^#{m ≤ e}   (alias "step")
+    {"kind": "exponential", "gamma": 0.95}                          # lr·γ^e          (alias "exp")
+    {"kind": "constant"}                                             # lr
+
+Shortened runs: when the schedule comes from the preset and ``epochs`` is smaller than the paper's
+number of epochs, the milestones are scaled by epochs / paper_epochs (rounded, at least 1), so e.g. a
+20-epoch CIFAR-10 run drops the LR at epochs 10 and 15 as the 200-epoch run does at 100 and 150. An
+explicit ``lr_schedule`` is never rescaled.
+
+Logit-bias schedule (Appendix A.2, the "**" runs): ``{"values": [ε0, …, ε5], "hold": 11}``: epoch e
+(from 0) trains with ε = values[(e // hold) % len(values)] (6 × 11 = 66 epochs per cycle, repeating at
+the LR drops). Without a schedule every epoch uses ``logit_bias``. The bias only enters the training
+loss; evaluation uses the raw logits.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+__all__ = ["TrainConfig", "LR_SCHEDULE_KINDS", "lr_at", "logit_bias_at", "scale_milestones",
+           "validate_lr_schedule", "validate_logit_bias_schedule"]
+
+# canonical kind -> accepted spellings
+LR_SCHEDULE_KINDS = {"multistep": ("multistep", "step"), "exponential": ("exponential", "exp"),
+                     "constant": ("constant",)}
+_KIND_OF = {alias: kind for kind, aliases in LR_SCHEDULE_KINDS.items() for alias in aliases}
+_SCHEDULE_KEYS = {"multistep": {"kind", "milestones", "gamma"}, "exponential": {"kind", "gamma"},
+                  "constant": {"kind"}}
+_BIAS_SCHEDULE_META = {"source", "reconstructed"}   # documentation keys a preset ladder may carry
+NOISE_KINDS = ("none", "symmetric", "asymmetric")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def validate_lr_schedule(s: dict) -> dict:
+    """Check an LR schedule dict; returns a copy with the canonical ``kind``."""
+    if not isinstance(s, dict) or s.get("kind") not in _KIND_OF:
+        raise ValueError(f"lr_schedule={s!r} is invalid: need a dict with kind in "
+                         f"{', '.join(_KIND_OF)}")
+    kind = _KIND_OF[s["kind"]]
+    extra = set(s) - _SCHEDULE_KEYS[kind]
+    missing = _SCHEDULE_KEYS[kind] - set(s)
+    if extra or missing:
+        raise ValueError(f"lr_schedule {kind} takes keys {', '.join(sorted(_SCHEDULE_KEYS[kind]))}; "
+                         f"got {', '.join(sorted(s))}")
+    if "gamma" in s and not (_is_real(s["gamma"]) and s["gamma"] > 0):
+        raise ValueError(f"lr_schedule gamma={s['gamma']!r} must be a finite number > 0")
+    if kind == "multistep":
+        ms = s["milestones"]
+        if not isinstance(ms, (list, tuple)) or not all(_is_int(m) and m >= 0 for m in ms) \
+                or list(ms) != sorted(ms):
+            raise ValueError(f"lr_schedule milestones={ms!r} must be a sorted list of epochs >= 0")
+    out = copy.deepcopy(s)
+    out["kind"] = kind
+    if kind == "multistep":
+        out["milestones"] = [int(m) for m in s["milestones"]]
+    return out
+
+
+def validate_logit_bias_schedule(s: dict) -> dict:
+    """Check ``{"values": [...], "hold": n}`` (plus optional "source"/"reconstructed"); returns a copy."""
+    if not isinstance(s, dict) or not {"values", "hold"} <= set(s) or set(s) - {"values", "hold"} - _BIAS_SCHEDULE_META:
+        raise ValueError(f"logit_bias_schedule={s!r} is invalid: need a dict with keys values, hold")
+    vals = s["values"]
+    if not isinstance(vals, (list, tuple)) or not vals or not all(_is_real(v) for v in vals):
+        raise ValueError(f"logit_bias_schedule values={vals!r} must be a non-empty list of finite numbers")
+    if not (_is_int(s["hold"]) and s["hold"] >= 1):
+        raise ValueError(f"logit_bias_schedule hold={s['hold']!r} must be an integer >= 1 (epochs per value)")
+    return {**copy.deepcopy(s), "values": [float(v) for v in vals], "hold": int(s["hold"])}
+
+
+def lr_at(base_lr: float, schedule: dict | None, epoch: int) -> float:
+    """Learning rate of epoch ``epoch`` (0-based) under ``schedule`` (None = constant)."""
+    if schedule is None:
+        return float(base_lr)
+    kind = _KIND_OF[schedule["kind"]]
+    if kind == "multistep":
+        return float(base_lr) * schedule["gamma"] ** sum(1 for m in schedule["milestones"] if m <= epoch)
+    if kind == "exponential":
+        return float(base_lr) * schedule["gamma"] ** epoch
+    return float(base_lr)
+
+
+def logit_bias_at(logit_bias: float, schedule: dict | None, epoch: int) -> tuple[float, int | None]:
+    """(ε of epoch ``epoch`` (0-based), index into the schedule's values or None without a schedule)."""
+    if schedule is None:
+        return float(logit_bias), None
+    i = (epoch // schedule["hold"]) % len(schedule["values"])
+    return float(schedule["values"][i]), i
+
+
+def scale_milestones(schedule: dict, epochs: int, paper_epochs: int) -> dict:
+    """Multistep milestones × epochs / paper_epochs (rounded, ≥ 1) when epochs < paper_epochs."""
+    s = copy.deepcopy(schedule)
+    if _KIND_OF.get(s.get("kind")) == "multistep" and 0 < epochs < paper_epochs:
+        s["milestones"] = [max(1, round(m * epochs / paper_epochs)) for m in s["milestones"]]
+    return s
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``None`` fields are filled by :meth:`resolved` from the dataset's preset."""
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    download: bool = False
+    dataset_args: dict = field(default_factory=dict)     # e.g. {"classes": 1000}; "seed" here fixes the data seed
+    noise: str = "none"                                   # none | symmetric | asymmetric
+    noise_rate: float = 0.0
+    noise_variant: str = "paper"                          # symmetric: paper | flip; asymmetric: paper | blocks
+    model: str | None = None
+    loss: str = "ce"
+    loss_params: dict = field(default_factory=dict)
+    logit_bias: float = 0.0
+    logit_bias_schedule: dict | None = None               # {"values": [...], "hold": 11}
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    lr_schedule: dict | None = None
+    epochs: int = 10
+    batch_size: int | None = None                         # global batch (split over DDP ranks)
+    seed: int = 0
+    device: str = "auto"                                  # auto | cpu | cuda | cuda:N
+    grad_clip: float | None = None                        # max gradient norm (off by default, as in the paper)
+    eval_every: int = 1                                   # test every n epochs and after the last one
+    loader_workers: int = 0                               # DataLoader worker processes (file-based datasets)
+
+    # ----------------------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict:
+        return copy.deepcopy(dataclasses.asdict(self))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Build from a dict (missing keys take defaults); unknown keys are a ValueError. Validated."""
+        if isinstance(d, cls):
+            return copy.deepcopy(d)
+        if not isinstance(d, dict):
+            raise ValueError(f"TrainConfig.from_dict needs a dict, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {', '.join(unknown)}; valid: {', '.join(cls.field_names())}")
+        cfg = cls(**copy.deepcopy(d))
+        cfg.validate()
+        return cfg
+
+    # ----------------------------------------------------------------------------------- validation
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError (one line) on the first invalid field; ``None`` preset fields are allowed."""
+
+        def bad(name, allowed):
+            raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {allowed}")
+
+        if not isinstance(self.dataset, str) or not self.dataset:
+            bad("dataset", "need a dataset name")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            bad("data_root", "need a path string or None")
+        if not isinstance(self.download, bool):
+            bad("download", "need true or false")
+        for name in ("dataset_args", "loss_params"):
+            if not isinstance(getattr(self, name), dict):
+                bad(name, "need a dict")
+        if self.noise not in NOISE_KINDS:
+            bad("noise", f"allowed: {', '.join(NOISE_KINDS)}")
+        if not (_is_real(self.noise_rate) and 0.0 <= self.noise_rate <= 1.0):
+            bad("noise_rate", "need a number in [0, 1]")
+        if self.noise == "none" and self.noise_rate != 0:
+            bad("noise_rate", "must be 0 with noise 'none' (choose noise symmetric or asymmetric)")
+        if not isinstance(self.noise_variant, str):
+            bad("noise_variant", "need a string (paper, flip, blocks)")
+        if self.model is not None:
+            from .models import MODELS
+
+            if self.model not in MODELS:
+                bad("model", f"allowed: {', '.join(sorted(MODELS))} or None (dataset preset)")
+        from .losses import LOSSES
+
+        if self.loss not in LOSSES:
+            bad("loss", f"allowed: {', '.join(sorted(LOSSES))}")
+        if not _is_real(self.logit_bias):
+            bad("logit_bias", "need a finite number")
+        if self.logit_bias_schedule is not None:
+            validate_logit_bias_schedule(self.logit_bias_schedule)
+        if self.lr is not None and not (_is_real(self.lr) and self.lr > 0):
+            bad("lr", "need a finite number > 0 or None (dataset preset)")
+        if not (_is_real(self.momentum) and 0.0 <= self.momentum < 1.0):
+            bad("momentum", "need a number in [0, 1)")
+        if self.weight_decay is not None and not (_is_real(self.weight_decay) and self.weight_decay >= 0):
+            bad("weight_decay", "need a number >= 0 or None (dataset preset)")
+        if self.lr_schedule is not None:
+            validate_lr_schedule(self.lr_schedule)
+        if not (_is_int(self.epochs) and self.epochs >= 1):
+            bad("epochs", "need an integer >= 1")
+        if self.batch_size is not None and not (_is_int(self.batch_size) and self.batch_size >= 1):
+            bad("batch_size", "need an integer >= 1 or None (dataset preset)")
+        if not (_is_int(self.seed) and self.seed >= 0):
+            bad("seed", "need an integer >= 0")
+        dev = self.device
+        if not isinstance(dev, str) or not (dev in ("auto", "cpu", "cuda")
+                                            or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            bad("device", "allowed: auto, cpu, cuda, cuda:N")
+        if self.grad_clip is not None and not (_is_real(self.grad_clip) and self.grad_clip > 0):
+            bad("grad_clip", "need a number > 0 or None (no clipping)")
+        if not (_is_int(self.eval_every) and self.eval_every >= 1):
+            bad("eval_every", "need an integer >= 1")
+        if not (_is_int(self.loader_workers) and self.loader_workers >= 0):
+            bad("loader_workers", "need an integer >= 0")
+        return self
+
+    # ------------------------------------------------------------------------------------ presets
+    def resolved(self) -> "TrainConfig":
+        """A validated copy with model, lr, weight_decay, lr_schedule and batch_size filled from
+        ``presets.training_setup`` for the dataset (milestones scaled for shortened runs, see module
+        docstring). Datasets without a setup of their own (imagefolder) use the WebVision setup."""
+        from . import presets
+        from .models import default_model
+
+        self.validate()
+        cfg = copy.deepcopy(self)
+        setup_name = cfg.dataset if cfg.dataset in presets.TRAINING_SETUPS else "webvision"
+        model = cfg.model or default_model(cfg.dataset)
+        setup = presets.training_setup(setup_name, model=model)
+        cfg.model = model
+        if cfg.lr is None:
+            cfg.lr = float(setup["optimizer"]["lr"])
+        if cfg.weight_decay is None:
+            cfg.weight_decay = float(setup["optimizer"]["weight_decay"])
+        if cfg.batch_size is None:
+            cfg.batch_size = int(setup["batch_size"])
+        if cfg.lr_schedule is None:
+            sched = validate_lr_schedule(setup["lr_schedule"]) if setup.get("lr_schedule") else {"kind": "constant"}
+            cfg.lr_schedule = scale_milestones(sched, cfg.epochs, int(setup["epochs"]))
+        else:
+            cfg.lr_schedule = validate_lr_schedule(cfg.lr_schedule)
+        if cfg.logit_bias_schedule is not None:
+            cfg.logit_bias_schedule = validate_logit_bias_schedule(cfg.logit_bias_schedule)
+        return cfg.validate()

@@ -1,0 +1,447 @@
+"""Train + evaluate one configuration; single process or ``torch.distributed`` (DDP), CPU or GPU.
+
+``train(config, on_epoch=None, resume_state=None) -> dict`` runs ``config.epochs`` epochs of SGD
+(momentum, weight decay, per-epoch LR schedule) on the noisy training labels and returns the last
+epoch's metrics plus ``"history"`` (all epochs). After every epoch ``on_epoch(metrics, get_state)`` is
+called; ``get_state()`` returns a full checkpoint that ``train(..., resume_state=state)`` continues from.
+
+Per-epoch metrics (epoch counts from 1; accuracies in percent, ``memorized`` a fraction):
+  train_loss       mean training loss (with the logit bias ε, as optimised) over the epoch's batches
+  train_acc_noisy  accuracy of the training-batch predictions against the noisy labels they were trained on
+  train_acc_clean  the same predictions against the clean labels
+  memorized        fraction of the noisy-labelled examples seen this epoch predicted as their noisy label
+  test_top1/top5   test accuracy (top-min(5, K)); None in epochs skipped by ``eval_every``
+  epoch_time       wall seconds of the epoch (train + eval; max over ranks)
+  samples_per_sec  training examples (all ranks) / training seconds
+  lr, logit_bias   the values used this epoch; noise_rate_actual  realised fraction of flipped labels
+The training accuracies and ``memorized`` come from the training forward pass itself (augmented
+inputs, raw logits without ε, the weights changing during the epoch), not from a separate pass: they
+cost nothing and are the usual "train accuracy" of the literature. Evaluation uses the raw logits: ε
+only enters the training loss.
+
+Reproducibility: ``seed`` fixes the data (synthetic data seed, unless ``dataset_args["seed"]`` is
+given), the label noise (``noise.apply_label_noise(seed=seed)``), the initialisation
+(``torch.manual_seed(seed)`` before ``models.build_model``) and, per epoch, the batch order and
+augmentation: the epoch's permutation comes from a generator seeded by (seed, epoch), augmentation by
+(seed, epoch, rank), so a resumed run repeats an uninterrupted one exactly (bit for bit on CPU; cuDNN
+autotuning makes GPU runs close, not identical).
+
+Data paths:
+  * in-memory datasets (``bundle.tensors``: synthetic, cifar10/100, fashionmnist): the whole training
+    and test set live on the training device (uint8 images: 150 MB for CIFAR); every step gathers a
+    batch by index, augments it there (``datasets.augment_batch`` with a device generator) and
+    normalises it (``datasets.normalize_batch``). No DataLoader, no host→device copies per step.
+  * file datasets (webvision, imagefolder): a ``DataLoader`` (``loader_workers`` processes, pinned memory on CUDA)
+    over the rank's slice of the epoch permutation; the dataset's own transforms augment.
+On CUDA the forward pass runs under bfloat16 autocast (the loss is computed in float32), conv nets use
+channels_last, and cuDNN autotuning is on.
+
+Distributed: if ``torch.distributed`` is initialised (Ray Train, torchrun), every rank trains on a
+disjoint slice of the same epoch permutation (n // world examples each, so equal step counts),
+``batch_size`` is the global batch (batch_size // world per rank), the model is wrapped in DDP, BN
+buffers are broadcast from rank 0 before evaluation, the test set is sharded, and metric sums are
+all-reduced, so every rank returns the same metrics. This module never imports ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from . import datasets, losses, models, noise
+from .config import TrainConfig, logit_bias_at, lr_at
+
+__all__ = ["train", "NonFiniteLossError", "save_checkpoint", "load_checkpoint", "METRIC_KEYS", "STATE_FORMAT",
+           "epoch_seed", "resolve_device"]
+
+METRIC_KEYS = ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorized", "test_top1", "test_top5",
+               "epoch_time", "samples_per_sec", "lr", "logit_bias", "noise_rate_actual")
+STATE_FORMAT = "robustloss-engine/1"
+# config keys that must agree between a checkpoint and the run resuming it
+_IDENTITY_KEYS = ("dataset", "dataset_args", "noise", "noise_rate", "noise_variant", "model", "loss", "loss_params",
+                  "seed", "batch_size", "momentum")
+_SHUFFLE, _AUGMENT = 1, 2   # random streams derived from the seed
+
+
+class NonFiniteLossError(RuntimeError):
+    """The mean training loss of an epoch was NaN or infinite (diverged run)."""
+
+
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """A 63-bit seed for (run seed, epoch, stream, rank), independent across its arguments."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(stream), int(rank)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+# ---------------------------------------------------------------------------------- device / dist
+class _Dist:
+    def __init__(self):
+        self.enabled = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.enabled else 0
+        self.world = dist.get_world_size() if self.enabled else 1
+        self.backend = dist.get_backend() if self.enabled else None
+
+    def all_reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
+        if not self.enabled:
+            return t
+        op = dist.ReduceOp.SUM if op is None else op
+        if self.backend == "nccl" or t.device.type == "cpu":
+            dist.all_reduce(t, op=op)
+            return t
+        cpu = t.cpu()
+        dist.all_reduce(cpu, op=op)
+        return cpu.to(t.device)
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Copy rank 0's buffers (BN running statistics) to every rank."""
+        if not self.enabled:
+            return
+        for b in module.buffers():
+            if self.backend == "nccl" or b.device.type == "cpu":
+                dist.broadcast(b, 0)
+            else:
+                cpu = b.cpu()
+                dist.broadcast(cpu, 0)
+                b.copy_(cpu)
+
+    def barrier(self):
+        if self.enabled:
+            dist.barrier()
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """"auto" → cuda if available (the rank's GPU under torch.distributed), else cpu."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available; use device cpu or auto")
+        if spec == "cuda":
+            idx = torch.cuda.current_device()
+            local = os.environ.get("LOCAL_RANK")
+            if dist.is_available() and dist.is_initialized() and local is not None and idx == 0 \
+                    and torch.cuda.device_count() > 1:
+                idx = int(local) % torch.cuda.device_count()
+            spec = f"cuda:{idx}"
+        dev = torch.device(spec)
+        torch.cuda.set_device(dev)
+        return dev
+    return torch.device(spec)
+
+
+# ------------------------------------------------------------------------------------------ data
+class _TensorFeeder:
+    """In-memory data held on the training device; batches gathered, augmented and normalised there."""
+
+    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, device, d: _Dist, batch: int,
+                 channels_last: bool, seed: int):
+        t = bundle.tensors
+        self.device, self.d, self.batch, self.seed = device, d, batch, seed
+        self.channels_last = channels_last
+        self.train_x = t.train_x.to(device)
+        self.test_x, self.test_y = t.test_x.to(device), t.test_y.to(device)
+        self.noisy = torch.as_tensor(noisy, dtype=torch.long).to(device)
+        self.clean = torch.as_tensor(clean, dtype=torch.long).to(device)
+        self.mean, self.std, self.augment = t.mean, t.std, t.augment
+        self.n = self.train_x.shape[0]
+        self.per_rank = self.n // d.world
+
+    def _prep(self, x, gen=None):
+        if gen is not None:
+            x = datasets.augment_batch(x, self.augment, gen)
+        x = datasets.normalize_batch(x, self.mean, self.std)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_batches(self, epoch: int):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch, _SHUFFLE)))
+        mine = perm[self.d.rank * self.per_rank:(self.d.rank + 1) * self.per_rank].to(self.device)
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, _AUGMENT, self.d.rank))
+        for i in range(0, self.per_rank, self.batch):
+            idx = mine[i:i + self.batch]
+            yield self._prep(self.train_x[idx], gen), self.noisy[idx], self.clean[idx]
+
+    def test_batches(self, batch: int):
+        idx_all = torch.arange(self.d.rank, self.test_x.shape[0], self.d.world, device=self.device)
+        for i in range(0, idx_all.numel(), batch):
+            idx = idx_all[i:i + batch]
+            yield self._prep(self.test_x[idx]), self.test_y[idx]
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i][0], i
+
+
+class _LoaderFeeder:
+    """File-based data: DataLoader over the rank's slice of the seeded epoch permutation."""
+
+    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, device, d: _Dist, batch: int,
+                 channels_last: bool, seed: int, num_workers: int):
+        self.bundle, self.device, self.d, self.batch, self.seed = bundle, device, d, batch, seed
+        self.channels_last, self.num_workers = channels_last, num_workers
+        self.noisy = torch.as_tensor(noisy, dtype=torch.long)
+        self.clean = torch.as_tensor(clean, dtype=torch.long)
+        self.n = len(bundle.train)
+        self.per_rank = self.n // d.world
+        self.pin = device.type == "cuda"
+
+    def _loader(self, ds, indices, batch, gen):
+        return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=indices, num_workers=self.num_workers,
+                                           pin_memory=self.pin, generator=gen, drop_last=False,
+                                           persistent_workers=False)
+
+    def _to(self, x):
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def train_batches(self, epoch: int):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch, _SHUFFLE)))
+        mine = perm[self.d.rank * self.per_rank:(self.d.rank + 1) * self.per_rank].tolist()
+        aug_seed = epoch_seed(self.seed, epoch, _AUGMENT, self.d.rank)
+        torch.manual_seed(aug_seed)  # transforms in the main process (num_workers=0) draw from the global RNG
+        loader = self._loader(_Indexed(self.bundle.train), mine, self.batch, torch.Generator().manual_seed(aug_seed))
+        for x, idx in loader:
+            yield (self._to(x), self.noisy[idx].to(self.device, non_blocking=True),
+                   self.clean[idx].to(self.device, non_blocking=True))
+
+    def test_batches(self, batch: int):
+        indices = list(range(self.d.rank, len(self.bundle.test), self.d.world))
+        for x, y in self._loader(self.bundle.test, indices, batch, torch.Generator().manual_seed(0)):
+            yield self._to(x), torch.as_tensor(y).to(self.device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+def _to_cpu(obj):
+    """Deep copy with every tensor detached, cloned and moved to the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """Write ``state`` (from ``get_state()``) with torch.save, atomically (temp file + rename)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` onto the CPU. It holds numpy/python RNG
+    states, so it is unpickled in full (``weights_only=False``): load only checkpoints you wrote."""
+    state = torch.load(os.fspath(path), map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a robustloss engine checkpoint (expected format {STATE_FORMAT})")
+    return state
+
+
+def _rng_state() -> dict:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": cuda}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _check_resume(state: dict, cfg: TrainConfig) -> None:
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"resume_state is not an engine state (expected format {STATE_FORMAT})")
+    old, new = state["config"], cfg.to_dict()
+    diff = [f"{k}: {old.get(k)!r} != {new[k]!r}" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
+    if diff:
+        raise ValueError(f"resume_state comes from a different run ({'; '.join(diff)})")
+
+
+# ----------------------------------------------------------------------------------------- train
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _evaluate(model: nn.Module, feeder, batch: int, K: int, autocast, d: _Dist, device) -> tuple[float, float]:
+    model.eval()
+    k5 = min(5, K)
+    counts = torch.zeros(2, dtype=torch.float64, device=device)   # top1, top5 hits
+    n_local = 0
+    with torch.no_grad():
+        for x, y in feeder.test_batches(batch):
+            with autocast():
+                logits = model(x)
+            hit = logits.float().topk(k5, dim=1).indices == y[:, None]
+            counts += torch.stack([hit[:, 0].sum().double(), hit.any(1).sum().double()])
+            n_local += y.numel()
+    counts = torch.cat([counts, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
+    c1, c5, n = d.all_reduce(counts).tolist()
+    return (100.0 * c1 / n, 100.0 * c5 / n) if n else (float("nan"), float("nan"))
+
+
+def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
+          resume_state: dict | None = None, verbose: bool = False) -> dict:
+    """Train ``config`` (a TrainConfig or its dict; presets fill None fields); see the module docstring.
+
+    Raises NonFiniteLossError if an epoch's mean training loss is not finite (before ``on_epoch``).
+    ``verbose=True`` prints one line per epoch on rank 0; otherwise nothing is printed or written.
+    """
+    cfg = (config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)).resolved()
+    if resume_state is not None:
+        _check_resume(resume_state, cfg)
+    d = _Dist()
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    _seed_all(cfg.seed)
+
+    # data and label noise (rank 0 downloads first if asked)
+    dargs = dict(cfg.dataset_args)
+    data_seed = dargs.pop("seed", cfg.seed)
+
+    def build():
+        return datasets.build_dataset(cfg.dataset, cfg.data_root, download=cfg.download, seed=data_seed, **dargs)
+
+    if d.enabled and cfg.download:
+        bundle = build() if d.rank == 0 else None
+        d.barrier()
+        bundle = bundle or build()
+    else:
+        bundle = build()
+    K = bundle.num_classes
+    labels = noise.apply_label_noise(bundle.train_targets, K, kind=cfg.noise, rate=cfg.noise_rate, seed=cfg.seed,
+                                     variant=cfg.noise_variant, dataset=cfg.dataset)
+
+    # model, loss, optimiser
+    torch.manual_seed(cfg.seed)
+    model = models.build_model(cfg.model, K, bundle.input_shape)
+    channels_last = cuda and len(bundle.input_shape) == 3
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    start, history = 0, []
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        start, history = int(resume_state["epoch"]), copy.deepcopy(resume_state.get("history", []))
+    raw = model
+    if d.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    loss_fn = losses.build_loss(cfg.loss, K, logit_bias=cfg.logit_bias, dataset=cfg.dataset, **cfg.loss_params)
+    opt = torch.optim.SGD(raw.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if resume_state is not None:
+        opt.load_state_dict(resume_state["optimizer"])
+        _set_rng_state(resume_state["rng"])
+
+    batch = max(1, cfg.batch_size // d.world)
+    if bundle.tensors is not None:
+        feeder = _TensorFeeder(bundle, labels.noisy, labels.clean, device, d, batch, channels_last, cfg.seed)
+    else:
+        feeder = _LoaderFeeder(bundle, labels.noisy, labels.clean, device, d, batch, channels_last, cfg.seed,
+                               cfg.loader_workers)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    metrics = history[-1] if history else None
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        lr = lr_at(cfg.lr, cfg.lr_schedule, epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        eps, _ = logit_bias_at(cfg.logit_bias, cfg.logit_bias_schedule, epoch)
+        loss_fn.logit_bias = eps
+
+        model.train()
+        # loss_sum, correct vs noisy, correct vs clean, memorised, noisy seen (on device: no sync per step)
+        stats = torch.zeros(5, dtype=torch.float64, device=device)
+        n_local = 0
+        for x, y_noisy, y_clean in feeder.train_batches(epoch):
+            with autocast():
+                logits = model(x)
+            loss = loss_fn(logits.float(), y_noisy)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                pred = logits.argmax(1)
+                hit_noisy, is_noisy = pred == y_noisy, y_noisy != y_clean
+                nb = y_noisy.numel()
+                n_local += nb
+                stats += torch.stack([loss.detach().double() * nb, hit_noisy.sum().double(),
+                                      (pred == y_clean).sum().double(), (hit_noisy & is_noisy).sum().double(),
+                                      is_noisy.sum().double()])
+        sync()
+        train_seconds = time.perf_counter() - t0
+        stats = torch.cat([stats, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
+        loss_sum, c_noisy, c_clean, mem, n_noisy, n = d.all_reduce(stats).tolist()
+        train_loss = loss_sum / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1} at lr {lr:g}; "
+                                     f"lower the learning rate or set grad_clip")
+
+        top1 = top5 = None
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            d.broadcast_buffers(raw)  # every rank evaluates the weights rank 0 checkpoints
+            top1, top5 = _evaluate(raw, feeder, 2 * batch, K, autocast, d, device)
+        sync()
+        times = d.all_reduce(torch.tensor([time.perf_counter() - t0, train_seconds], dtype=torch.float64,
+                                          device=device), op=dist.ReduceOp.MAX)
+        epoch_time, train_seconds = times.tolist()
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc_noisy": 100.0 * c_noisy / n,
+                   "train_acc_clean": 100.0 * c_clean / n, "memorized": mem / n_noisy if n_noisy else 0.0,
+                   "test_top1": top1, "test_top5": top5, "epoch_time": epoch_time,
+                   "samples_per_sec": n / train_seconds if train_seconds > 0 else float("inf"), "lr": lr,
+                   "logit_bias": eps, "noise_rate_actual": labels.rate}
+        history.append(metrics)
+        if verbose and d.rank == 0:
+            t1 = "-" if top1 is None else f"{top1:.2f}"
+            print(f"epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} train(noisy) {metrics['train_acc_noisy']:.2f} "
+                  f"train(clean) {metrics['train_acc_clean']:.2f} memorized {metrics['memorized']:.3f} top1 {t1} "
+                  f"lr {lr:.3g} eps {eps:.3g} {epoch_time:.1f}s", flush=True)
+
+        if on_epoch is not None:
+            def get_state(epoch=epoch, metrics=metrics, lr=lr):
+                nxt = epoch + 1
+                eps_next, idx_next = logit_bias_at(cfg.logit_bias, cfg.logit_bias_schedule, nxt)
+                return {"format": STATE_FORMAT, "epoch": nxt, "model": _to_cpu(raw.state_dict()),
+                        "optimizer": _to_cpu(opt.state_dict()),
+                        "scheduler": {"base_lr": cfg.lr, "schedule": copy.deepcopy(cfg.lr_schedule),
+                                      "last_epoch": epoch, "last_lr": lr,
+                                      "next_lr": lr_at(cfg.lr, cfg.lr_schedule, nxt)},
+                        "logit_bias_schedule": {"schedule": copy.deepcopy(cfg.logit_bias_schedule),
+                                                "next_epoch": nxt, "index": idx_next, "value": eps_next},
+                        "rng": _rng_state(), "config": cfg.to_dict(), "history": copy.deepcopy(history),
+                        "metrics": dict(metrics)}
+
+            on_epoch(dict(metrics), get_state)
+
+    if metrics is None:  # nothing to train and no history (epochs <= checkpoint epoch without history)
+        raise ValueError(f"resume_state is at epoch {start} >= epochs={cfg.epochs} and holds no history")
+    return {**metrics, "history": copy.deepcopy(history)}
