@@ -17,7 +17,13 @@ from services import storage as st
 from services import sweeps
 from services.cluster import ClusterError, check_address, connect
 
-UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError)
+
+
+class ConfigError(ValueError):
+    """A configuration the core library rejects (e.g. a bad dataset option)."""
+
+
+UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError, ConfigError)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -76,15 +82,16 @@ def lr_for(args, base: dict):
 
 
 def data_available(args) -> DataRootError | None:
-    """None if the dataset's files are there (or it is generated in-process), else the error."""
-    if args.dataset == "synthetic":
-        return None
+    """None if the dataset's files are there, else the error. Building it also validates the dataset
+    options (the synthetic data is generated here once, a second at most)."""
     from robustloss_core.datasets import build_dataset
 
     try:
         build_dataset(args.dataset, args.data_root, download=args.download, **args.dataset_kwargs)
     except DataRootError as exc:
         return exc
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
     return None
 
 

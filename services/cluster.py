@@ -42,13 +42,18 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     The embedded runtime gets every local core unless told otherwise; ``dashboard=None`` lets Ray
     start its dashboard when ``ray[default]`` is installed (it is).
     """
+    if address is None and os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join that cluster
+        address = "auto"
+    if address is not None and not os.environ.get("RAY_AUTH_MODE") and _token_available():
+        # Ray 2.59+ clusters started with `ray start` use token authentication. address="auto" turns it
+        # on by itself, an explicit host:port needs RAY_AUTH_MODE=token, read when ray is imported, and
+        # token mode also connects to clusters without authentication.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     if ray.is_initialized():
         return ray.get_runtime_context()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if address is None and os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join that cluster
-        address = "auto"
     if address is None:
         return ray.init(
             num_cpus=num_cpus or os.cpu_count(),
@@ -57,6 +62,11 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             log_to_driver=True,
         )
     return ray.init(address=address)
+
+
+def _token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.exists(
+        os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token"))
 
 
 def cluster_capacity() -> dict:

@@ -44,16 +44,23 @@ def _floats(text: str) -> list[float]:
         raise CLIError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _number(text: str):
+    """'3' -> 3, '0.5' -> 0.5, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _kv(text: str) -> dict:
     out = {}
     for item in filter(None, (s.strip() for s in str(text).split(","))):
         key, sep, value = item.partition("=")
         if not sep:
             raise CLIError(f"--loss-params item {item!r} is not key=value")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            out[key.strip()] = value.strip()
+        out[key.strip()] = _number(value.strip())
     return out
 
 

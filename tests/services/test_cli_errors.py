@@ -1,0 +1,83 @@
+"""Every bad input fails in one clear line (exit 2) before any Ray work, and stores nothing."""
+import pytest
+
+from conftest import free_port, run_cli
+from sweeps.run import CLIError, parse_args
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--mode", "bogus"], "bogus"),
+    (["--mode", "grid", "--losses", "ce,notaloss"], "notaloss"),
+    (["--mode", "grid", "--dataset", "imagenet22k"], "imagenet22k"),
+    (["--mode", "train", "--losses", "gce", "--loss-params", "q=0"], "0"),
+    (["--mode", "train", "--losses", "gce", "--loss-params", "q=1.5"], "1.5"),
+    (["--mode", "grid", "--noise", "symmetric", "--noise-rate", "1.5"], "1.5"),
+    (["--mode", "train", "--losses", "ce,mae"], "exactly one loss"),
+    (["--mode", "compare", "--grid", "a"], "--analytic"),
+    (["--mode", "grid", "--lrs", "0.1,-1"], "-1"),
+    (["--mode", "train", "--losses", "ce", "--logit-bias", "big"], "big"),
+    (["--mode", "grid", "--classes", "1"], "--classes"),
+    (["--mode", "grid", "--resume"], "--name"),
+])
+def test_parse_args_rejects(argv, needle):
+    with pytest.raises(CLIError) as err:
+        parse_args(argv)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mode: grid\nlosses: [ce\n")
+    with pytest.raises(CLIError, match="malformed YAML"):
+        parse_args(["--config", str(bad)])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("mode: grid\nlearning_rate_typo: 3\n")
+    with pytest.raises(CLIError, match="learning_rate_typo"):
+        parse_args(["--config", str(unknown)])
+
+
+def test_config_file_and_override(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mode: grid\nclasses: 7\nlosses: [ce, gce]\nlrs: [0.1, 0.2]\nseeds: 3\n")
+    args = parse_args(["--config", str(cfg), "--seeds", "2"])
+    assert args.mode == "grid" and args.num_classes == 7 and args.losses == ["ce", "gce"]
+    assert args.lrs == [0.1, 0.2] and args.seeds == 2  # command line beats the file
+    assert set(args.grids) == {"ce", "gce"}
+
+
+def one_line_error(proc, needle):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
+def test_cli_unknown_mode_one_line(tmp_path):
+    one_line_error(run_cli(["--mode", "bogus", "--storage-path", str(tmp_path)]), "bogus")
+
+
+def test_cli_unreachable_address(tmp_path):
+    port = free_port()
+    proc = run_cli(["--mode", "grid", "--losses", "ce", "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path)])
+    one_line_error(proc, f"127.0.0.1:{port}")
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_storage_not_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(run_cli(["--mode", "grid", "--losses", "ce", "--storage-path", str(blocker / "x")]), "not writable")
+
+
+def test_cli_refuses_existing_experiment(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "summary.json").write_text('{"runs": []}')
+    proc = run_cli(["--mode", "grid", "--losses", "ce", "--name", "taken", "--storage-path", str(tmp_path)])
+    one_line_error(proc, "already exists")
+    assert (tmp_path / "taken" / "summary.json").read_text() == '{"runs": []}'
+
+
+def test_cli_missing_data_root(tmp_path):
+    proc = run_cli(["--mode", "grid", "--dataset", "cifar10", "--losses", "ce", "--data-root", str(tmp_path / "nodata"),
+                    "--storage-path", str(tmp_path / "store")])
+    one_line_error(proc, str(tmp_path / "nodata"))

@@ -1,0 +1,142 @@
+"""End to end on the embedded Ray and on a separately started cluster (CPU, tiny synthetic data).
+
+Each CLI call starts its own Ray (~8 s) and every Tune trial costs ~2.5 s, so these tests keep
+trials few and data tiny; they are the slowest part of the suite (a few minutes together).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI, REPO, free_port, run_cli
+
+pytestmark = pytest.mark.ray
+
+TINY = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_per_class=20,test_per_class=10",
+        "--batch-size", "32", "--quiet"]
+RUN_KEYS = {"loss", "params", "logit_bias", "lr", "seed", "test_top1", "test_top5", "compute_seconds"}
+
+
+def write_grid(path: Path, body: str) -> str:
+    path.write_text(body)
+    return str(path)
+
+
+def result_rows(trial_dir: Path) -> list[dict]:
+    f = trial_dir / "result.json"
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+
+
+def trial_dirs(exp: Path) -> list[Path]:
+    return sorted(p for p in exp.iterdir() if p.is_dir() and (p / "params.json").exists())
+
+
+def test_all_modes_end_to_end(tmp_path):
+    """grid + analytic + compare (`--mode all`), then `--mode compare` again by name, json-out checked."""
+    grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.05]\nlosses:\n  mae:\n    logit_bias: [0.0, 1.0]\n  gce:\n    q: [0.5, 0.7]\n")
+    out = tmp_path / "all.json"
+    proc = run_cli(["--mode", "all", "--name", "e2e", "--losses", "mae,gce", "--epochs", "2", "--seeds", "2",
+                    "--grid-file", grid, "--storage-path", str(tmp_path / "store"), "--json-out", str(out), *TINY])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    store = tmp_path / "store"
+    grid_summary = json.loads((store / "e2e-grid" / "summary.json").read_text())
+    assert len(grid_summary["runs"]) == 2 * 2 * 2  # 2 losses x 2 params x 2 seeds
+    assert all(r["status"] == "ok" and r["epochs"] == 2 for r in grid_summary["runs"])
+    assert len(trial_dirs(store / "e2e-grid")) == 8
+    analytic = json.loads((store / "e2e-analytic" / "summary.json").read_text())
+    assert {r["loss"] for r in analytic["runs"]} == {"mae", "gce"} and len(analytic["runs"]) == 4
+    cal = json.loads((store / "e2e-analytic" / "calibration.json").read_text())["losses"]
+    assert cal["mae"]["logit_bias"] > 0 and cal["gce"]["params"]["q"] > 0
+    assert (store / "e2e-analytic" / "error_curves.png").stat().st_size > 0
+    for ext in ("md", "csv", "png"):
+        assert (store / "e2e-compare" / f"compare.{ext}").stat().st_size > 0
+    payload = json.loads(out.read_text())
+    assert len(payload["rows"]) == 4 and {r["mode"] for r in payload["rows"]} == {"grid", "analytic"}
+    assert all(RUN_KEYS <= set(r) for r in payload["runs"]) and len(payload["runs"]) == 12
+    assert "top-1 ratio" in proc.stdout  # the table is printed
+
+    again = run_cli(["--mode", "compare", "--grid", "e2e-grid", "--analytic", "e2e-analytic", "--name", "cmp2",
+                     "--storage-path", str(store), "--json-out", str(tmp_path / "cmp.json")])
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    assert rows == payload["rows"]
+
+
+def test_train_two_workers_ddp(tmp_path):
+    """`--mode train --num-workers 2`: one Ray Train run, DDP over two gloo workers."""
+    out = tmp_path / "train.json"
+    proc = run_cli(["--mode", "train", "--losses", "mae", "--logit-bias", "auto", "--lr", "0.05", "--epochs", "2",
+                    "--num-workers", "2", "--name", "ddp", "--storage-path", str(tmp_path / "store"),
+                    "--json-out", str(out), *TINY])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["status"] == "ok" and run["epochs"] == 2 and run["num_workers"] == 2
+    assert run["logit_bias"] == pytest.approx(1.27, abs=0.03)  # Eq. 4 at K = 10, c = 0.25
+    assert run["compute_seconds"] == pytest.approx(2 * run["trial_seconds"])
+    assert "world_size=2" in proc.stdout + proc.stderr
+    assert list((tmp_path / "store" / "ddp").glob("checkpoint_*"))
+
+
+def test_kill_and_resume_grid_repeats_nothing(tmp_path):
+    """SIGKILL the driver mid-sweep; `--resume` finishes it without re-running finished trials."""
+    grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.01, 0.02, 0.03, 0.04, 0.05]\nlosses:\n  ce: {}\n")
+    store = tmp_path / "store"
+    args = ["--mode", "grid", "--name", "kr", "--losses", "ce", "--epochs", "4", "--grid-file", grid,
+            "--max-concurrent-trials", "1", "--storage-path", str(store), *TINY]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    proc = subprocess.Popen(CLI + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    exp = store / "kr"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait for 2 finished trials and a third one started
+        if exp.exists():
+            rows = [result_rows(d) for d in trial_dirs(exp)]
+            if sum(len(r) == 4 for r in rows) >= 2 and any(0 < len(r) < 4 for r in rows):
+                break
+        time.sleep(0.3)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("sweep did not progress")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
+    before = {d.name: result_rows(d) for d in trial_dirs(exp)}
+    finished = [n for n, r in before.items() if len(r) == 4]
+    assert len(finished) >= 2
+
+    resumed = run_cli(args + ["--resume"], env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = {d.name: result_rows(d) for d in trial_dirs(exp)}
+    assert len(after) == 5
+    for n in finished:  # finished trials were not re-run
+        assert after[n] == before[n]
+    for n, rows in after.items():  # every trial reached the last epoch, and none started over from epoch 1
+        epochs = [r["epoch"] for r in rows]
+        assert epochs[-1] == 4 and epochs.count(1) == 1, (n, epochs)
+    summary = json.loads((exp / "summary.json").read_text())
+    assert len(summary["runs"]) == 5 and all(r["status"] == "ok" for r in summary["runs"])
+
+
+def test_sweep_against_started_cluster(tmp_path):
+    """`ray start --head` in the test, `--address` to it: the sweep runs there, results in storage."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    start = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+                           capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
+        proc = run_cli(["--mode", "grid", "--name", "remote", "--losses", "gce", "--epochs", "1", "--grid-file", grid,
+                        "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "store"), *TINY])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+        assert "Connected to Ray cluster" in proc.stdout + proc.stderr or f":{port}" in proc.stdout + proc.stderr
+        summary = json.loads((tmp_path / "store" / "remote" / "summary.json").read_text())
+        assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=60)
