@@ -161,7 +161,7 @@ def _row(result, spec_base: dict | None) -> dict:
         "compute_seconds": m.get("worker_seconds", 0.0), "gpu_seconds": m.get("gpu_seconds", 0.0),
         "trial_seconds": m.get("trial_seconds", 0.0), "epochs": epoch,
         "num_workers": spec["num_workers"], "gpus": trial_gpus(spec),
-        "status": status, "error": error, "trial_id": m.get("trial_id"),
+        "status": status, "error": error, "trial_id": m.get("trial_id"), "node_id": m.get("node_id"),
     }
 
 

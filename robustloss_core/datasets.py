@@ -1,0 +1,609 @@
+"""Dataset registry and loaders: CIFAR-10/100, Fashion-MNIST, WebVision (full / mini), ImageFolder, synthetic.
+
+``build_dataset(name, root, download=..., seed=..., **kwargs) -> DataBundle``. Every bundle holds torch
+Datasets ``train`` / ``test`` yielding ``(x float tensor, clean label)`` with the paper's preprocessing
+(Appendix A.1, reference-params.md) and ``train_targets`` (clean int64 labels aligned with ``train``).
+Label noise is applied by the caller (``noise.apply_label_noise``) to ``train_targets``.
+
+Datasets that fit in memory (cifar10, cifar100, fashionmnist, synthetic) also fill ``tensors``: raw
+uint8 NCHW images (or float features), labels, the normalisation mean/std and the augmentation name, so
+the engine can keep everything on the accelerator and augment there with :func:`augment_batch` +
+:func:`normalize_batch` (same transforms as the CPU ``train`` dataset):
+
+=============  =====================================================  ===========================
+augment        train transform (on raw [0, 1] pixels, then normalise)  source
+=============  =====================================================  ===========================
+``cifar10``    flip, crop 32 with zero padding 4                      akamaster/pytorch_resnet_cifar10
+``cifar100``   crop 32 pad 4, flip, rotation U(−15°, 15°) (nearest)   weiaicunzai/pytorch-cifar100
+``fmnist``     flip, crop 28 pad 4                                    paper A.1
+=============  =====================================================  ===========================
+(``cifar`` is accepted as an alias of ``cifar10``.) Test data is only normalised.
+
+On-disk formats are torchvision's: ``<root>/cifar-10-batches-py`` (pickles ``data_batch_1..5``,
+``test_batch``), ``<root>/cifar-100-python`` (``train``, ``test``), ``<root>/FashionMNIST/raw`` (idx files,
+``.gz`` or not); the folder itself may also be given as root. Files are read directly (no checksum, so
+subsets work); ``download=True`` fetches missing CIFAR/Fashion-MNIST files through torchvision — never
+implicitly. Missing files raise :class:`DataRootError` with one line: the path, what was expected there,
+and the remedy. ``root=None`` means ``$ROBUSTLOSS_DATA_ROOT`` or ``./data``.
+"""
+from __future__ import annotations
+
+import gzip
+import inspect
+import math
+import os
+import pickle
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+__all__ = ["DATASETS", "DataBundle", "TensorData", "DataRootError", "build_dataset", "dataset_num_classes",
+           "register_dataset", "augment_batch", "normalize_batch", "random_crop", "random_flip", "random_rotate",
+           "rotate_batch",
+           "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "synthetic_arrays"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+FMNIST_MEAN = (0.2860,)
+FMNIST_STD = (0.3530,)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+WEBVISION_URL = "https://data.vision.ee.ethz.ch/cvl/webvision/download.html"
+
+
+class DataRootError(ValueError):
+    """Dataset files are missing or unreadable; the message is one line: path, expectation, remedy."""
+
+
+@dataclass
+class TensorData:
+    """In-memory data for the on-device path: images uint8 [N, C, H, W] (or float features [N, D])."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor       # int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor        # int64
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    augment: str | None         # key of AUGMENTATIONS or None
+
+
+@dataclass
+class DataBundle:
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]          # (C, H, W) or (D,)
+    train: Dataset                        # (x float tensor, clean label), train augmentation
+    test: Dataset                         # (x, y), eval transform
+    train_targets: np.ndarray             # clean int64 labels aligned with train
+    tensors: TensorData | None = None
+    info: dict = field(default_factory=dict)   # JSON-serialisable description (paths, generator settings)
+
+
+# ----------------------------------------------------------------------------------------------- registry
+DATASETS: dict[str, Callable[..., DataBundle]] = {}
+_NUM_CLASSES: dict[str, Callable[..., int]] = {}
+
+
+def register_dataset(name: str, num_classes: int | Callable[..., int]):
+    """Register builder ``fn(root, *, download, seed, **kwargs) -> DataBundle``; ``num_classes`` is K or
+    ``f(root=..., **kwargs) -> K``."""
+
+    def deco(fn):
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        DATASETS[name] = fn
+        _NUM_CLASSES[name] = num_classes if callable(num_classes) else (lambda root=None, **_: num_classes)
+        return fn
+
+    return deco
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+
+
+def _own_kwargs(fn) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p not in ("root", "download", "seed")]
+
+
+def build_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool = False, seed: int = 0,
+                  **kwargs) -> DataBundle:
+    """Build dataset ``name`` (see ``DATASETS``). ``seed`` is the data seed of generated datasets."""
+    _check_name(name)
+    fn = DATASETS[name]
+    allowed = _own_kwargs(fn)
+    bad = sorted(set(kwargs) - set(allowed))
+    if bad:
+        raise ValueError(f"dataset {name!r} does not take {', '.join(bad)}; allowed: {', '.join(allowed) or 'none'}")
+    return fn(_resolve_root(root), download=bool(download), seed=seed, **kwargs)
+
+
+def dataset_num_classes(name: str, root: str | os.PathLike | None = None, **kwargs) -> int:
+    """K for ``name`` without loading data (imagefolder counts class folders under ``root/train``)."""
+    _check_name(name)
+    return int(_NUM_CLASSES[name](root=root, **kwargs))
+
+
+def _resolve_root(root) -> Path:
+    return Path(root if root is not None else os.environ.get("ROBUSTLOSS_DATA_ROOT", "data")).expanduser()
+
+
+def _int_arg(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}={value!r} must be an integer {rng}")
+    return int(value)
+
+
+def _float_arg(name: str, value, lo: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= lo:
+        raise ValueError(f"{name}={value!r} must be a finite number > {lo}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------- on-device augmentation
+def _uniform(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    gdev = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=gdev).to(device)
+
+
+def _randint(high: int, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    gdev = generator.device if generator is not None else device
+    return torch.randint(0, high, (n,), generator=generator, device=gdev).to(device)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of [N, C, H, W] left-right with probability p."""
+    hit = _uniform(x.shape[0], generator, x.device) < p
+    return torch.where(hit[:, None, None, None], x.flip(-1), x)
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad by ``padding`` on every side, then take an H×W window at a uniform offset per image."""
+    n, _, h, w = x.shape
+    xp = F.pad(x, (padding,) * 4)
+    oy = _randint(2 * padding + 1, n, generator, x.device)
+    ox = _randint(2 * padding + 1, n, generator, x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]      # [N, H, 1]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]      # [N, 1, W]
+    out = xp[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # [N, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def rotate_batch(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate image i of [N, C, H, W] (square) counter-clockwise by ``degrees[i]`` about its centre, like
+    torchvision's ``rotate``: nearest-neighbour sampling, zero fill. Keeps the dtype (uint8 stays exact)."""
+    ang = torch.deg2rad(degrees.to(device=x.device, dtype=torch.float32))
+    c, s, z = torch.cos(ang), torch.sin(ang), torch.zeros_like(ang)
+    # affine_grid maps output (x, y) (y pointing down) to input coordinates: inverse of a CCW rotation
+    theta = torch.stack([torch.stack([c, -s, z], 1), torch.stack([s, c, z], 1)], 1)   # [N, 2, 3]
+    xf = x if x.is_floating_point() else x.float()
+    grid = F.affine_grid(theta.to(xf.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(xf, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out if x.is_floating_point() else out.round().to(x.dtype)
+
+
+def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate each image by an angle ~ U(−degrees, degrees) (torchvision RandomRotation's defaults)."""
+    return rotate_batch(x, (_uniform(x.shape[0], generator, x.device) * 2.0 - 1.0) * degrees)
+
+
+AUGMENTATIONS: dict[str, tuple[Callable[[torch.Tensor, torch.Generator | None], torch.Tensor], ...]] = {
+    "cifar10": (random_flip, lambda x, g: random_crop(x, 4, g)),
+    "cifar100": (lambda x, g: random_crop(x, 4, g), random_flip, lambda x, g: random_rotate(x, 15.0, g)),
+    "fmnist": (random_flip, lambda x, g: random_crop(x, 4, g)),
+}
+AUGMENTATIONS["cifar"] = AUGMENTATIONS["cifar10"]
+
+
+def augment_batch(x: torch.Tensor, kind: str | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply train augmentation ``kind`` (AUGMENTATIONS key, None = identity) to a batch [N, C, H, W] on its
+    own device; dtype and shape are kept. Random numbers come from ``generator`` (on any device), so a
+    generator in the same state gives the same batch."""
+    if kind is None:
+        return x
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(sorted(AUGMENTATIONS))} or None")
+    if x.dim() != 4:
+        raise ValueError(f"augment_batch needs a [N, C, H, W] batch, got shape {tuple(x.shape)}")
+    for op in AUGMENTATIONS[kind]:
+        x = op(x, generator)
+    return x
+
+
+def normalize_batch(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(x − mean) / std per channel (dim 1); uint8 input is first scaled to [0, 1]. mean None: only the
+    dtype conversion (features already standardised)."""
+    if not x.is_floating_point():
+        x = x.float().div_(255.0)
+    if mean is None:
+        return x
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return (x - m) / s
+
+
+# ------------------------------------------------------------------------------------- CPU-path datasets
+class ImageTensorDataset(Dataset):
+    """uint8 images [N, C, H, W] + labels; yields (transform(image / 255), int label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i):
+        x = self.images[i].float().div(255.0)
+        return (self.transform(x) if self.transform is not None else x), int(self.labels[i])
+
+
+def _tensor_transforms(augment: str | None, mean, std, size: int):
+    from torchvision import transforms as T
+
+    norm = T.Normalize(mean, std)
+    crop, flip = T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()
+    train = {"cifar10": [flip, crop], "cifar100": [crop, flip, T.RandomRotation(15)], "fmnist": [flip, crop]}[augment]
+    return T.Compose(train + [norm]), norm
+
+
+def _in_memory_bundle(name, num_classes, train_x, train_y, test_x, test_y, mean, std, augment, info) -> DataBundle:
+    tx, ty = torch.from_numpy(np.ascontiguousarray(train_x)), torch.from_numpy(train_y.astype(np.int64))
+    vx, vy = torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y.astype(np.int64))
+    tr_tf, te_tf = _tensor_transforms(augment, mean, std, tx.shape[-1])
+    return DataBundle(name=name, num_classes=num_classes, input_shape=tuple(tx.shape[1:]),
+                      train=ImageTensorDataset(tx, ty, tr_tf), test=ImageTensorDataset(vx, vy, te_tf),
+                      train_targets=ty.numpy().copy(), tensors=TensorData(tx, ty, vx, vy, mean, std, augment),
+                      info=info)
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10/100
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def _locate(root: Path, sub: str, files: list[str]) -> Path | None:
+    """The first of root/sub, root holding all ``files``, else None."""
+    for cand in (root / sub, root):
+        if all((cand / f).is_file() for f in files):
+            return cand
+    return None
+
+
+def _missing(root: Path, what: str, expected: str, download_ok: bool) -> DataRootError:
+    remedy = "pass --download to fetch it or --data-root to point at it" if download_ok else \
+        "pass --data-root to point at it"
+    return DataRootError(f"{what} not found under {root}: expected {expected}; {remedy}")
+
+
+def _download(root: Path, what: str, tv_cls) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        tv_cls(str(root), train=True, download=True)
+        tv_cls(str(root), train=False, download=True)
+    except Exception as exc:  # network or disk failure: one line, keep the cause
+        raise DataRootError(f"download of {what} into {root} failed ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); fetch it yourself and pass "
+                            f"--data-root") from exc
+
+
+def _load_cifar(root: Path, download: bool, *, sub, train_files, test_files, label_key, what, tv_name):
+    files = train_files + test_files
+    folder = _locate(root, sub, files)
+    if folder is None and download:
+        import torchvision.datasets as tvd
+
+        _download(root, what, getattr(tvd, tv_name))
+        folder = _locate(root, sub, files)
+    if folder is None:
+        shown = f"{sub}/{train_files[0]}..{len(train_files)}" if len(train_files) > 1 else f"{sub}/{train_files[0]}"
+        raise _missing(root, what, f"{shown} and {sub}/{test_files[0]}", True)
+
+    def read(names):
+        xs, ys = [], []
+        for f in names:
+            try:
+                d = _unpickle(folder / f)
+                xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(d[label_key], dtype=np.int64))
+            except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+                raise DataRootError(f"{folder / f} is not a readable {what} batch ({type(exc).__name__}: "
+                                    f"{exc}); pass --download to fetch it again or --data-root to point at "
+                                    f"another copy") from None
+        return np.concatenate(xs), np.concatenate(ys)
+
+    (trx, try_), (tex, tey) = read(train_files), read(test_files)
+    return folder, trx, try_, tex, tey
+
+
+@register_dataset("cifar10", 10)
+def _cifar10(root: Path, *, download: bool, seed: int) -> DataBundle:
+    """CIFAR-10: 50 000 / 10 000 RGB 32×32, normalised with ImageNet mean/std (akamaster)."""
+    folder, trx, try_, tex, tey = _load_cifar(
+        root, download, sub="cifar-10-batches-py", train_files=[f"data_batch_{i}" for i in range(1, 6)],
+        test_files=["test_batch"], label_key="labels", what="CIFAR-10", tv_name="CIFAR10")
+    return _in_memory_bundle("cifar10", 10, trx, try_, tex, tey, IMAGENET_MEAN, IMAGENET_STD, "cifar10",
+                             {"path": str(folder)})
+
+
+@register_dataset("cifar100", 100)
+def _cifar100(root: Path, *, download: bool, seed: int) -> DataBundle:
+    """CIFAR-100 (fine labels), mean (0.5071, 0.4865, 0.4409), std (0.2673, 0.2564, 0.2762) (weiaicunzai)."""
+    folder, trx, try_, tex, tey = _load_cifar(
+        root, download, sub="cifar-100-python", train_files=["train"], test_files=["test"],
+        label_key="fine_labels", what="CIFAR-100", tv_name="CIFAR100")
+    return _in_memory_bundle("cifar100", 100, trx, try_, tex, tey, CIFAR100_MEAN, CIFAR100_STD, "cifar100",
+                             {"path": str(folder)})
+
+
+# ----------------------------------------------------------------------------------------- Fashion-MNIST
+_FMNIST_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+                 "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_IDX_MAGIC = {3: 2051, 1: 2049}   # images (ndim 3), labels (ndim 1): 0x0803, 0x0801
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read an uncompressed or gzip'ed idx file of unsigned bytes with ``ndim`` dimensions."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != _IDX_MAGIC[ndim]:
+        raise DataRootError(f"{path} has magic number {magic}, expected {_IDX_MAGIC[ndim]} (idx uint8, {ndim}-D); "
+                            f"pass --download to fetch it again or --data-root to point at another copy")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).copy()
+    if data.size != int(np.prod(dims)):
+        raise DataRootError(f"{path} holds {data.size} bytes of data, header says {dims}; pass --download to "
+                            f"fetch it again or --data-root to point at another copy")
+    return data.reshape(dims)
+
+
+def _find_fmnist(root: Path) -> dict[str, Path] | None:
+    for cand in (root / "FashionMNIST" / "raw", root / "raw", root):
+        found = {}
+        for key, name in _FMNIST_FILES.items():
+            for fname in (name, name + ".gz"):
+                if (cand / fname).is_file():
+                    found[key] = cand / fname
+                    break
+        if len(found) == len(_FMNIST_FILES):
+            return found
+    return None
+
+
+@register_dataset("fashionmnist", 10)
+def _fashionmnist(root: Path, *, download: bool, seed: int) -> DataBundle:
+    """Fashion-MNIST: 60 000 / 10 000 grey 28×28, mean 0.2860, std 0.3530 (paper A.1)."""
+    files = _find_fmnist(root)
+    if files is None and download:
+        import torchvision.datasets as tvd
+
+        _download(root, "Fashion-MNIST", tvd.FashionMNIST)
+        files = _find_fmnist(root)
+    if files is None:
+        raise _missing(root, "Fashion-MNIST", "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+                       True)
+    trx, tex = (read_idx(files[k], 3)[:, None] for k in ("train_x", "test_x"))
+    try_, tey = (read_idx(files[k], 1).astype(np.int64) for k in ("train_y", "test_y"))
+    return _in_memory_bundle("fashionmnist", 10, trx, try_, tex, tey, FMNIST_MEAN, FMNIST_STD, "fmnist",
+                             {"path": str(files["train_x"].parent)})
+
+
+# ------------------------------------------------------------------------- file-based (WebVision, folders)
+class ImageListDataset(Dataset):
+    """(path, label) list; yields (transform(RGB PIL image), label)."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable):
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        path, label = self.samples[i]
+        with Image.open(path) as im:
+            return self.transform(im.convert("RGB")), label
+
+
+def _imagenet_transforms(size: int):
+    """Train: random-resized crop ``size`` + flip; test: resize ``size``·256/224 + centre crop; ImageNet norm."""
+    from torchvision import transforms as T
+
+    norm = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] + norm)
+    test = T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size)] + norm)
+    return train, test
+
+
+def _file_bundle(name, num_classes, train_samples, test_samples, size, info) -> DataBundle:
+    tr_tf, te_tf = _imagenet_transforms(size)
+    return DataBundle(name=name, num_classes=num_classes, input_shape=(3, size, size),
+                      train=ImageListDataset(train_samples, tr_tf), test=ImageListDataset(test_samples, te_tf),
+                      train_targets=np.array([y for _, y in train_samples], dtype=np.int64), tensors=None, info=info)
+
+
+def _read_filelist(path: Path) -> list[tuple[str, int]]:
+    out = []
+    with open(path) as f:
+        for ln, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DataRootError(f"{path}:{ln}: expected '<relative path> <label>', got {line[:80]!r}; pass "
+                                    f"--data-root to point at an intact WebVision copy")
+            out.append((parts[0], int(parts[1])))
+    return out
+
+
+def _webvision(root: Path, classes: int, image_size: int, name: str) -> DataBundle:
+    image_size = _int_arg("image_size", image_size, 8)
+    info_dir = root / "info"
+    lists = {"train": info_dir / "train_filelist_google.txt", "val": info_dir / "val_filelist.txt"}
+    for p in lists.values():
+        if not p.is_file():
+            raise DataRootError(f"WebVision file list {p} not found: expected the WebVision 1.0 layout "
+                                f"(info/train_filelist_google.txt, info/val_filelist.txt, google/, val_images_256/) "
+                                f"under {root}; pass --data-root to point at it (no --download: get it from "
+                                f"{WEBVISION_URL})")
+    train = [(str(root / p), y) for p, y in _read_filelist(lists["train"]) if y < classes]
+    # val entries are bare file names under val_images_256/, or paths relative to root
+    val = [(str(root / p) if "/" in p else str(root / "val_images_256" / p), y)
+           for p, y in _read_filelist(lists["val"]) if y < classes]
+    for split, samples in (("train", train), ("val", val)):
+        if not samples:
+            raise DataRootError(f"{lists[split]} lists no image with label < {classes}; pass --data-root to point at "
+                                f"a complete WebVision copy")
+        if not Path(samples[0][0]).is_file():
+            raise DataRootError(f"WebVision image {samples[0][0]} (first of {lists[split].name}) not found under "
+                                f"{root}; pass --data-root to point at the folder holding info/ and the images "
+                                f"(from {WEBVISION_URL})")
+    return _file_bundle(name, classes, train, val, image_size,
+                        {"path": str(root), "train_images": len(train), "val_images": len(val)})
+
+
+@register_dataset("webvision", 1000)
+def _webvision_full(root: Path, *, download: bool, seed: int, image_size: int = 224) -> DataBundle:
+    """WebVision 1.0, Google subset (info/train_filelist_google.txt), 1000 classes, evaluated on the
+    WebVision validation set. Train: random-resized crop + flip; test: resize 256, centre crop 224."""
+    return _webvision(root, 1000, image_size, "webvision")
+
+
+@register_dataset("mini-webvision", 50)
+def _mini_webvision(root: Path, *, download: bool, seed: int, image_size: int = 224) -> DataBundle:
+    """Mini-WebVision: the first 50 classes (labels < 50) of the Google subset, evaluated on the WebVision
+    validation images of those classes."""
+    return _webvision(root, 50, image_size, "mini-webvision")
+
+
+def _folder_classes(root: Path | None) -> tuple[Path, list[str]]:
+    if root is None:
+        raise DataRootError("imagefolder needs a root holding train/<class>/*; pass --data-root to point at it")
+    train_dir = Path(root) / "train"
+    if not train_dir.is_dir():
+        raise DataRootError(f"image folder {train_dir} not found: expected {root}/train/<class>/<image> and "
+                            f"{root}/val (or test)/<class>/<image>; pass --data-root to point at it")
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise DataRootError(f"{train_dir} has no class folders: expected {train_dir}/<class>/<image>; pass "
+                            f"--data-root to point at a populated folder")
+    return train_dir, classes
+
+
+def _scan_folder(split_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    out = []
+    for d in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        if d.name not in class_to_idx:
+            raise DataRootError(f"{d} is a class folder absent from {split_dir.parent / 'train'}; the eval split "
+                                f"must use the training classes ({len(class_to_idx)} found)")
+        out += [(str(f), class_to_idx[d.name]) for f in sorted(d.rglob("*"))
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    return out
+
+
+@register_dataset("imagefolder", lambda root=None, **_: len(_folder_classes(root)[1]))
+def _imagefolder(root: Path, *, download: bool, seed: int, image_size: int = 224) -> DataBundle:
+    """Any ImageFolder layout: root/train/<class>/<image>, root/val (or root/test)/<class>/<image>; classes
+    are the sorted train sub-folders. ImageNet-style transforms at ``image_size``."""
+    image_size = _int_arg("image_size", image_size, 8)
+    train_dir, classes = _folder_classes(root)
+    eval_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if eval_dir is None:
+        raise DataRootError(f"no eval split under {root}: expected {root}/val/<class>/<image> or {root}/test/...; "
+                            f"pass --data-root to point at a folder with one")
+    idx = {c: i for i, c in enumerate(classes)}
+    train, test = _scan_folder(train_dir, idx), _scan_folder(eval_dir, idx)
+    for d, s in ((train_dir, train), (eval_dir, test)):
+        if not s:
+            raise DataRootError(f"{d} holds no images ({', '.join(IMAGE_EXTENSIONS)}); pass --data-root to point at "
+                                f"a populated folder")
+    return _file_bundle("imagefolder", len(classes), train, test, image_size,
+                        {"path": str(root), "classes": classes, "eval_split": eval_dir.name})
+
+
+# -------------------------------------------------------------------------------------------- synthetic
+SYNTHETIC_DEFAULTS = dict(classes=10, train_per_class=50, test_per_class=20, dim=128, latent_dim=32,
+                          sigma=2.0, hidden=256, gain=1.5)
+SYNTHETIC_MAX_CLASSES = 10_000
+
+
+def synthetic_arrays(seed: int = 0, **kwargs):
+    """Generate the synthetic dataset as numpy arrays (train_x float32 [K·n, D], train_y int64, test_x, test_y).
+
+    Keyword arguments and defaults (``SYNTHETIC_DEFAULTS``): classes K = 10 (2 ≤ K ≤ 10 000),
+    train_per_class = 50, test_per_class = 20, dim D = 128, latent_dim L = 32, sigma = 2.0, hidden H = 256,
+    gain = 1.5. Generative model (all draws from ``numpy.random.default_rng(seed)``, in this order):
+      1. class prototypes μ_k ~ N(0, I_L), k < K;
+      2. a fixed random one-hidden-layer map f(h) = tanh(gain · h A / √L + b) B / √H with
+         A ~ N(0, 1)^{L×H}, b ~ U(−1, 1)^H, B ~ N(0, 1)^{H×D};
+      3. train then test examples, balanced and sorted by class: y repeated ``*_per_class`` times,
+         latent h = μ_y + sigma · ξ, ξ ~ N(0, I_L), features x = f(h);
+      4. every feature standardised with the train mean/std (applied to both splits).
+    ``sigma`` sets the class overlap. With the defaults the nearest-prototype oracle in latent space scores
+    ≈ 88 / 56 / 28 % at K = 10 / 100 / 1000 (chance 10 / 1 / 0.1 %), so CE on MLP1024 stays well below
+    100 % at K = 10 while K = 1000 (50 000 examples, ~5 s per epoch on 2 CPU cores) is learnable. The
+    prototypes and the map come first, so the same seed with other sizes gives the same classes.
+    """
+    bad = sorted(set(kwargs) - set(SYNTHETIC_DEFAULTS))
+    if bad:
+        raise ValueError(f"synthetic data does not take {', '.join(bad)}; allowed: {', '.join(SYNTHETIC_DEFAULTS)}")
+    a = {**SYNTHETIC_DEFAULTS, **kwargs}
+    K = _int_arg("classes", a["classes"], 2, SYNTHETIC_MAX_CLASSES)
+    ntr, nte = _int_arg("train_per_class", a["train_per_class"], 1), _int_arg("test_per_class", a["test_per_class"], 1)
+    D, L = _int_arg("dim", a["dim"], 1), _int_arg("latent_dim", a["latent_dim"], 1)
+    H = _int_arg("hidden", a["hidden"], 1)
+    sigma, gain = _float_arg("sigma", a["sigma"]), _float_arg("gain", a["gain"])
+    seed = _int_arg("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    protos = rng.standard_normal((K, L))
+    A = rng.standard_normal((L, H)) * (gain / math.sqrt(L))
+    b = rng.uniform(-1.0, 1.0, H)
+    B = rng.standard_normal((H, D)) / math.sqrt(H)
+
+    def sample(per_class):
+        y = np.repeat(np.arange(K, dtype=np.int64), per_class)
+        h = protos[y] + sigma * rng.standard_normal((y.size, L))
+        x = np.empty((y.size, D), dtype=np.float32)
+        for i in range(0, y.size, 65536):   # chunks keep the hidden layer small for K = 10⁴
+            x[i:i + 65536] = np.tanh(h[i:i + 65536] @ A + b) @ B
+        return x, y
+
+    trx, try_ = sample(ntr)
+    tex, tey = sample(nte)
+    mu, sd = trx.mean(0), trx.std(0) + 1e-8
+    return (trx - mu) / sd, try_, (tex - mu) / sd, tey
+
+
+_SD = SYNTHETIC_DEFAULTS
+
+
+@register_dataset("synthetic", lambda root=None, classes=_SD["classes"], **_:
+                  _int_arg("classes", classes, 2, SYNTHETIC_MAX_CLASSES))
+def _synthetic(root: Path, *, download: bool, seed: int, classes: int = _SD["classes"],
+               train_per_class: int = _SD["train_per_class"], test_per_class: int = _SD["test_per_class"],
+               dim: int = _SD["dim"], latent_dim: int = _SD["latent_dim"], sigma: float = _SD["sigma"],
+               hidden: int = _SD["hidden"], gain: float = _SD["gain"]) -> DataBundle:
+    """Offline K-class dataset (see :func:`synthetic_arrays`); ``seed`` is the data seed."""
+    args = dict(classes=classes, train_per_class=train_per_class, test_per_class=test_per_class, dim=dim,
+                latent_dim=latent_dim, sigma=sigma, hidden=hidden, gain=gain)
+    trx, try_, tex, tey = synthetic_arrays(seed=seed, **args)
+    tx, ty, vx, vy = (torch.from_numpy(a) for a in (trx, try_, tex, tey))
+    return DataBundle(name="synthetic", num_classes=int(classes), input_shape=(int(dim),),
+                      train=TensorDataset(tx, ty), test=TensorDataset(vx, vy), train_targets=try_.copy(),
+                      tensors=TensorData(tx, ty, vx, vy, None, None, None), info={**args, "seed": seed})
