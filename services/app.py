@@ -233,6 +233,10 @@ def run(args) -> int:
     storage = st.resolve_storage(args.storage_path)
     check_address(args.address)
     storage.check_writable()
+    needs_ray = args.mode in ("train", "grid", "all") or (
+        args.mode == "analytic" and not args.calibrate_only and data_available(args) is None)
+    if needs_ray:  # join the cluster (or start the embedded Ray) before anything is written
+        connect(args.address)
     if args.mode == "compare":
         name = args.name or f"compare-{args.grid_name}-vs-{args.analytic_name}"
         if storage.exists(name) and not args.resume:  # a report is derived data, but still never replaced silently

@@ -44,11 +44,6 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     """
     if address is None and os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join that cluster
         address = "auto"
-    if address is not None and not os.environ.get("RAY_AUTH_MODE") and _token_available():
-        # Ray 2.59+ clusters started with `ray start` use token authentication. address="auto" turns it
-        # on by itself, an explicit host:port needs RAY_AUTH_MODE=token, read when ray is imported, and
-        # token mode also connects to clusters without authentication.
-        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     if ray.is_initialized():
@@ -61,12 +56,14 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             include_dashboard=dashboard,
             log_to_driver=True,
         )
-    return ray.init(address=address)
-
-
-def _token_available() -> bool:
-    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.exists(
-        os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token"))
+    try:
+        return ray.init(address=address)
+    except ConnectionError as exc:
+        # Ray 2.59+: a cluster with token authentication. `auto` finds the token by itself; an explicit
+        # host:port needs RAY_AUTH_MODE=token (read when ray is imported) and the cluster's token.
+        hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
+            "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) or use --address auto"
+        raise ClusterError(f"--address {address!r}: {str(exc).splitlines()[0]}{hint}") from None
 
 
 def cluster_capacity() -> dict:

@@ -126,13 +126,16 @@ def test_sweep_against_started_cluster(tmp_path):
     """`ray start --head` in the test, `--address` to it: the sweep runs there, results in storage."""
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = free_port()
+    auth = {**os.environ, "RAY_AUTH_MODE": "token"}  # as the README: token auth, clients set RAY_AUTH_MODE
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=auth, timeout=60)
     start = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=auth)
     assert start.returncode == 0, start.stdout + start.stderr
     try:
         grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
         proc = run_cli(["--mode", "grid", "--name", "remote", "--losses", "gce", "--epochs", "1", "--grid-file", grid,
-                        "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "store"), *TINY])
+                        "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "store"), *TINY],
+                       env={"RAY_AUTH_MODE": "token"})
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "Started a local Ray instance" not in proc.stdout + proc.stderr
         assert "Connected to Ray cluster" in proc.stdout + proc.stderr or f":{port}" in proc.stdout + proc.stderr
