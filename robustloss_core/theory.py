@@ -31,6 +31,8 @@ The z passed to ``mean_backprop_error`` is the logit entering the loss, i.e. aft
 """
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import functools
 import math
@@ -876,9 +878,13 @@ def default_calibration(loss, num_classes, dataset=None, *, sigma=1.0, samples=N
 # ----------------------------------------------------------------------------------------------
 # Appendix A.3: the logits of a freshly initialised network
 
-def initial_logit_stats(model: torch.nn.Module, inputs, *, bins: int = 50) -> dict:
+def initial_logit_stats(model: torch.nn.Module, inputs, *, bins: int = 50, batch_stats: bool = True) -> dict:
     """Mean, standard deviation (population, ddof=0) and histogram of all logits model(inputs),
-    computed under torch.no_grad with the model in eval mode (its previous mode is restored).
+    computed under torch.no_grad. ``batch_stats=True`` (default) gives what the first training step
+    sees: BatchNorm normalises with the batch's statistics, as in training; it runs on a copy so the
+    model's running statistics are untouched. (A fresh BatchNorm in eval mode uses running stats
+    (0, 1) and lets a deep ResNet's logits explode, which says nothing about training.)
+    ``batch_stats=False``: eval mode. The model's own mode is restored either way.
     ``inputs``: a tensor or an (x, y) batch. Returns JSON-serialisable lists/floats:
     {"mean", "std", "hist_counts", "hist_edges", "num_logits", "shape"}."""
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
@@ -887,7 +893,12 @@ def initial_logit_stats(model: torch.nn.Module, inputs, *, bins: int = 50) -> di
     if not torch.is_tensor(x):
         raise ValueError(f"inputs of type {type(x).__name__} are invalid: need a tensor or an (x, y) batch")
     was_training = model.training
-    model.eval()
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_stats and has_bn:
+        model = copy.deepcopy(model)
+        model.train()
+    else:
+        model.eval()
     try:
         with torch.no_grad():
             try:

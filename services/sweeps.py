@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -178,6 +179,13 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
 
     from services.cluster import cluster_capacity
 
+    # Tune's compact progress table (the legacy reporter: one status table every 30 s with the
+    # columns below) instead of the new output's per-trial config and result dumps.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Every epoch is checkpointed (a retried or resumed trial repeats no epoch) and only the last two
+    # are kept, which makes Tune snapshot its state often; that is cheap here, so no warning about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
     exp_path = storage.path(name)
     wall0 = time.time()
     prior_wall = 0.0
@@ -200,7 +208,7 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
             name=name, storage_path=storage.root, storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=verbose,
+            verbose=verbose, progress_reporter=progress_reporter(search),
         )
         concurrency = resources.concurrency(cluster_capacity())
         if search == "optuna":
@@ -225,6 +233,19 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
         rec = storage.read_json(name, st.EXPERIMENT_RECORD)
         storage.write_json({**rec, "wall_seconds": wall, "finished": time.time()}, name, st.EXPERIMENT_RECORD)
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
+
+
+def progress_reporter(search: str):
+    """Tune's status table: loss, its parameters, ε, lr, seed and the latest epoch's metrics."""
+    from ray.tune import CLIReporter
+
+    if search == "grid":
+        params = {f"trial/label/{k}": k for k in ("loss", "params", "logit_bias", "lr", "seed")}
+    else:
+        params = ["loss", "lr"]
+    return CLIReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
+                       metric_columns={"epoch": "epoch", "train_loss": "train loss", "test_top1": "top1",
+                                       "trial_seconds": "seconds"})
 
 
 def _trial_dirname(trial) -> str:

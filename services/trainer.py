@@ -98,8 +98,11 @@ def _record_nonfinite(exc: Exception, report, make_checkpoint, last_metrics: dic
 
 def _run_engine(spec: dict, *, report, make_checkpoint, checkpoint, is_rank0: bool, device: str | None = None):
     """Run the engine with reporting; shared by the Tune function and the Ray Train worker loop."""
+    import logging
+
     import torch
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
     # one intra-op thread per reserved CPU: oversubscribed threads slow small models down many-fold
     torch.set_num_threads(max(1, int(spec.get("cpus_per_worker", 1))))
     config = dict(spec["train"])

@@ -356,3 +356,20 @@ def test_initial_logit_stats_kaiming_mlp_is_near_standard_normal():
     torch.nn.init.zeros_(lin.bias)
     stats = T.initial_logit_stats(lin, torch.randn(256, 1024))
     assert abs(stats["mean"]) < 0.05 and stats["std"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_initial_logit_stats_batch_stats_for_batchnorm_models():
+    """With batch statistics (the first training step) a BN model's logits stay O(1); the model's
+    running statistics are not touched; eval mode is still available."""
+    from robustloss_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet32", 10, (3, 32, 32))
+    x = torch.randn(32, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_like = T.initial_logit_stats(model, x)
+    assert train_like["std"] < 10 and abs(train_like["mean"]) < 5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    eval_mode = T.initial_logit_stats(model, x, batch_stats=False)
+    assert eval_mode["std"] > 10 * train_like["std"]
+    assert model.training  # mode restored
