@@ -79,7 +79,7 @@ def plot_error_curves(losses, num_classes_list, path, *, params=None, logit_bias
         raise ValueError("num_classes_list is empty: give at least one number of classes")
     specs = _loss_specs(losses, params)
     z = np.asarray(z, dtype=float)
-    fig, axes = plt.subplots(2, len(ks), figsize=(4.6 * len(ks), 5.6), sharex="col", squeeze=False,
+    fig, axes = plt.subplots(2, len(ks), figsize=(max(6.4, 4.6 * len(ks)), 5.6), sharex="col", squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1]})
     rng = np.random.default_rng(seed)
     for col, k in enumerate(ks):
@@ -109,8 +109,8 @@ def plot_error_curves(losses, num_classes_list, path, *, params=None, logit_bias
         hx.set_yticks([])
         hx.legend(fontsize=7, loc="upper right")
     axes[0, 0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(title or r"Mean back-propagation error of the correct neuron (Eq. 3), $z_{j\neq y}\sim N(0,\sigma^2)$",
-                 fontsize=10)
+    fig.suptitle(title or "Mean back-propagation error of the correct neuron (Eq. 3),\n"
+                 r"other logits $z_{j\neq y}\sim N(0,\sigma^2)$", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

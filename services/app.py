@@ -153,7 +153,7 @@ def run_grid(args, storage, name: str, resume: bool) -> dict:
     base = base_train(args)
     resources = resources_from(args)
     trials = sweeps.grid_trials(base, args.losses, args.grids, args.lrs, args.seeds, resources)
-    space = sweeps.optuna_search_space(args.losses, args.grids, args.lrs) if args.search == "optuna" else None
+    space = sweeps.OptunaSpace(args.losses, args.grids, args.lrs) if args.search == "optuna" else None
     connect(args.address)
     res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, search=args.search,
                            search_space=space, num_samples=args.num_samples, epochs=base["epochs"],
@@ -176,7 +176,7 @@ def run_analytic(args, storage, name: str, resume: bool) -> dict:
     the dataset's files are absent)."""
     from robustloss_core import plots, theory
 
-    missing = data_available(args)
+    missing = getattr(args, "data_missing", None)
     t0 = time.perf_counter()
     calibration = sweeps.calibrate_losses(args.losses, args.num_classes, args.dataset, c=args.bias_c)
     calib_seconds = time.perf_counter() - t0
@@ -229,27 +229,33 @@ MODES = {"train": run_train, "grid": run_grid, "analytic": run_analytic}
 
 
 def run(args) -> int:
-    """Entry point of ``sweeps/run.py`` after parsing."""
+    """Entry point of ``sweeps/run.py`` after parsing: every check, then Ray, then the mode."""
     storage = st.resolve_storage(args.storage_path)
     check_address(args.address)
     storage.check_writable()
-    needs_ray = args.mode in ("train", "grid", "all") or (
-        args.mode == "analytic" and not args.calibrate_only and data_available(args) is None)
-    if needs_ray:  # join the cluster (or start the embedded Ray) before anything is written
-        connect(args.address)
     if args.mode == "compare":
         name = args.name or f"compare-{args.grid_name}-vs-{args.analytic_name}"
         if storage.exists(name) and not args.resume:  # a report is derived data, but still never replaced silently
             claim_name(storage, name, False)
-        payload = run_compare(args, storage, name)
-    elif args.mode == "all":
-        payload = run_all(args, storage)
+        write_json_out(args.json_out, run_compare(args, storage, name))
+        return 0
+    if args.mode == "all":
+        names = all_names(args)
+        if not args.resume:
+            for n in names.values():
+                claim_name(storage, n, False)
     else:
         name = args.name or default_name(args, args.mode)
         resume = claim_name(storage, name, args.resume)
-        if args.mode in ("train", "grid") and (err := data_available(args)) is not None:
-            raise err
-        t0 = time.time()
+    args.data_missing = data_available(args)
+    if args.data_missing is not None and args.mode != "analytic":
+        raise args.data_missing
+    if args.mode != "analytic" or (args.data_missing is None and not args.calibrate_only):
+        connect(args.address)  # join the cluster (or start the embedded Ray) before anything is written
+    t0 = time.time()
+    if args.mode == "all":
+        payload = run_all(args, storage, names)
+    else:
         payload = MODES[args.mode](args, storage, name, resume)
         if payload["runs"]:
             print_runs(payload["runs"])
@@ -258,16 +264,14 @@ def run(args) -> int:
     return 0
 
 
-def run_all(args, storage) -> dict:
+def all_names(args) -> dict:
+    base = args.name or default_name(args, "all")
+    return {m: f"{base}-{m}" for m in ("grid", "analytic", "compare")}
+
+
+def run_all(args, storage, names: dict) -> dict:
     """Grid, analytic and compare in one go: ``<name>-grid``, ``<name>-analytic``, ``<name>-compare``.
     With ``--resume``, finished parts are kept and unfinished ones continued."""
-    base = args.name or default_name(args, "all")
-    names = {m: f"{base}-{m}" for m in ("grid", "analytic", "compare")}
-    if not args.resume:
-        for n in names.values():
-            claim_name(storage, n, False)
-    if (err := data_available(args)) is not None:
-        raise err
     t0 = time.time()
     for mode in ("grid", "analytic"):
         n = names[mode]

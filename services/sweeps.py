@@ -113,23 +113,25 @@ def analytic_trials(base: dict, calibration: dict, lr_for, seeds: int, resources
     return trials
 
 
-def optuna_search_space(losses: list[str], grids: dict, lrs: list[float]):
+class OptunaSpace:
     """Define-by-run Optuna space over the same ranges as the grid: loss (categorical), log-uniform
-    learning rate over the grid's span, each parameter uniform over its grid's span (categorical
-    if the grid has one value or non-numeric values)."""
+    learning rate over the grid's span, each parameter uniform over its grid's span (categorical if
+    the grid has one value or non-numeric values). A class, not a closure: Tune pickles the searcher
+    into the experiment state so a killed sweep can resume."""
 
-    def space(trial):
-        loss = trial.suggest_categorical("loss", list(losses))
-        trial.suggest_float("lr", min(lrs), max(lrs), log=True)
-        for name, values in (grids.get(loss) or {}).items():
+    def __init__(self, losses: list[str], grids: dict, lrs: list[float]):
+        self.losses, self.grids, self.lrs = list(losses), grids, list(lrs)
+
+    def __call__(self, trial):
+        loss = trial.suggest_categorical("loss", self.losses)
+        trial.suggest_float("lr", min(self.lrs), max(self.lrs), log=True)
+        for name, values in (self.grids.get(loss) or {}).items():
             numeric = all(isinstance(v, (int, float)) for v in values)
             if numeric and len(set(values)) > 1:
                 trial.suggest_float(name, float(min(values)), float(max(values)))
             else:
                 trial.suggest_categorical(name, list(values))
         return None
-
-    return space
 
 
 @dataclass

@@ -143,3 +143,18 @@ def test_sweep_against_started_cluster(tmp_path):
         assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=60)
+
+
+def test_optuna_asha_search(tmp_path):
+    """`--search optuna`: TPE samples the grid's ranges, ASHA stops weak trials; budget = --num-samples."""
+    grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.01, 0.1]\nlosses:\n  gce:\n    q: [0.3, 0.9]\n")
+    out = tmp_path / "o.json"
+    proc = run_cli(["--mode", "grid", "--search", "optuna", "--num-samples", "4", "--name", "opt", "--losses", "gce",
+                    "--epochs", "4", "--grid-file", grid, "--storage-path", str(tmp_path / "store"),
+                    "--json-out", str(out), *TINY])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 4 and all(r["loss"] == "gce" for r in runs)
+    assert all(0.3 <= r["params"]["q"] <= 0.9 and 0.01 <= r["lr"] <= 0.1 for r in runs)
+    assert len({r["params"]["q"] for r in runs}) == 4  # sampled, not a grid
+    assert all(r["status"] in ("ok", "stopped") for r in runs) and any(r["status"] == "ok" for r in runs)

@@ -1,0 +1,28 @@
+"""`sweeps/run.py --mode analytic --dataset webvision` on a machine without the data: computes ε and
+the calibrated parameters for K = 1000, stores them with the figure, says how to point --data-root
+at the data, exits 0, and never starts Ray."""
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def test_analytic_webvision_without_data(tmp_path):
+    out = tmp_path / "a.json"
+    proc = run_cli(["--mode", "analytic", "--dataset", "webvision", "--losses", "mae,gce,nce_agce", "--name", "wv",
+                    "--data-root", str(tmp_path / "nowhere"), "--storage-path", str(tmp_path / "store"),
+                    "--json-out", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert "--data-root" in proc.stdout and str(tmp_path / "nowhere") in proc.stdout
+    cal = json.loads(out.read_text())["calibration"]
+    assert cal["mae"]["logit_bias"] == pytest.approx(6.090, abs=0.02)  # reference-params.md, c = 0.25
+    assert cal["gce"]["params"]["q"] == pytest.approx(0.482, abs=0.005)
+    assert cal["nce_agce"]["params"]["a"] == pytest.approx(18.2, rel=0.05)
+    for loss in ("gce", "nce_agce"):
+        assert cal[loss]["achieved"] == pytest.approx(cal[loss]["target"], rel=1e-4) and cal[loss]["seconds"] > 0
+    store = tmp_path / "store" / "wv"
+    assert json.loads((store / "calibration.json").read_text())["num_classes"] == 1000
+    assert json.loads((store / "summary.json").read_text())["runs"] == []
+    assert (store / "error_curves.png").read_bytes()[:4] == b"\x89PNG"
