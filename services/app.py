@@ -219,6 +219,19 @@ def run_compare(args, storage, name: str) -> dict:
     rows = cmp.compare(grid, analytic)
     files = cmp.write_report(storage, name, rows, grid=args.grid_name, analytic=args.analytic_name)
     print(cmp.to_markdown(rows))
+    if args.config and getattr(args, "setting", None):  # a paper table: the paper's numbers beside ours
+        from services import paper
+
+        try:
+            cfg = paper.load_paper_config(args.config)
+        except ValueError:
+            cfg = None
+        if cfg is not None:
+            matches = paper.match_rows(cfg, args.setting, rows)
+            table = f"# {cfg.table}, {args.setting}: paper vs reproduced\n\n" + paper.format_paper_table(matches)
+            storage.write_bytes(table.encode(), name, "paper.md")
+            files["paper"] = storage.display(name, "paper.md")
+            print(table)
     print("report: " + ", ".join(files.values()))
     runs = [dict(r, experiment=args.grid_name) for r in grid["runs"]] + [dict(r, experiment=args.analytic_name) for r in analytic["runs"]]
     return {"experiment": name, "mode": "compare", "grid": args.grid_name, "analytic": args.analytic_name,

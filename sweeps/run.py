@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sweeps/run.py", description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--mode", choices=MODES, default="all", help="train: one Ray Train run; grid: baseline Tune sweep; analytic: "
                    "paper's training-free parameters then train; compare: report; all: grid + analytic + compare")
-    p.add_argument("--config", help="YAML file with any of these flags (command line overrides)")
+    p.add_argument("--config", help="YAML file with any of these flags (command line overrides), or a paper "
+                   "table config from sweeps/configs/paper/ together with --setting")
+    p.add_argument("--setting", default=None, help="paper config: which setting (e.g. sym-40) to run; "
+                   "compare: also print the paper's reported numbers beside ours")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic")
     d.add_argument("--data-root", default=None, help="folder holding the dataset files")
@@ -114,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_config(path: str, parser: argparse.ArgumentParser) -> dict:
+def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None = None) -> dict:
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
@@ -126,12 +129,24 @@ def _load_config(path: str, parser: argparse.ArgumentParser) -> dict:
         raise CLIError(f"--config {path!r}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise CLIError(f"--config {path!r}: expected a mapping of flag: value, got {type(data).__name__}")
+    if "base" in data and "settings" in data:  # a paper table: its base flags + one setting's overrides
+        from services import paper
+
+        try:
+            cfg = paper.load_paper_config(path)
+            if setting is None:
+                raise CLIError(f"--config {path!r} is a paper table: add --setting, one of {', '.join(cfg.settings)}")
+            data = paper.setting_flags(cfg, setting)
+        except paper.PaperConfigError as exc:
+            raise CLIError(str(exc).splitlines()[0]) from None
+        except ValueError as exc:
+            raise CLIError(str(exc).splitlines()[0]) from None
     dests = {a.dest: a for a in parser._actions}
     aliases = {"grid": "grid_name", "analytic": "analytic_name"}
     out = {}
     for key, value in data.items():
         dest = aliases.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
-        if dest not in dests or dest in ("help", "config"):
+        if dest not in dests or dest in ("help", "config", "setting"):
             raise CLIError(f"--config {path!r}: unknown key {key!r}")
         action = dests[dest]
         if isinstance(value, list) and dest in ("losses", "lrs"):
@@ -156,7 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = parser.parse_args(argv)
     if first.config:
-        parser.set_defaults(**_load_config(first.config, parser))
+        parser.set_defaults(**_load_config(first.config, parser, first.setting))
         args = parser.parse_args(argv)
     else:
         args = first
