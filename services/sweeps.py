@@ -229,7 +229,12 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
             param_space = {"trial": tune.grid_search(trials)}
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
     grid = tuner.fit()
-    rows = [_row(r, base) for r in grid]
+    rows = []
+    for r in grid:
+        if not r.config:  # a trial whose actor never started has no config to label it with
+            print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
+            continue
+        rows.append(_row(r, base))
     wall = prior_wall + time.time() - wall0
     if storage.exists(name, st.EXPERIMENT_RECORD):
         rec = storage.read_json(name, st.EXPERIMENT_RECORD)
