@@ -58,6 +58,18 @@ def s3_server():
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for in-process training tests: the machine has 2 cores, and two OpenMP threads
+    on contended cores run small models tens of times slower than one."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def run_cli(args, *, cwd=None, timeout=600, env=None):
     """Run sweeps/run.py in a subprocess; returns CompletedProcess (text)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "1", **(env or {})}

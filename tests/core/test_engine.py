@@ -19,13 +19,7 @@ BASE = {"dataset": "synthetic", "dataset_args": TINY, "lr": 0.05, "batch_size": 
 TIMING = ("epoch_time", "samples_per_sec")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: two OpenMP threads on contended cores run ~50x slower than one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def strip(history):

@@ -1,7 +1,6 @@
 """The paper's central effect on the built-in data: at K = 1000 plain MAE stalls at chance while
 MAE* (ε from Eq. 4) and CE learn (MLP1024, CPU, ~45 s). README: "The many-class effect"."""
 import pytest
-import torch
 
 from robustloss_core import engine, theory
 
@@ -9,12 +8,7 @@ K1000 = {"dataset": "synthetic", "dataset_args": {"classes": 1000, "train_per_cl
          "lr": 0.1, "epochs": 5, "device": "cpu", "seed": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_mae_stalls_at_1000_classes_while_mae_star_and_ce_learn():

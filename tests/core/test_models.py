@@ -9,13 +9,7 @@ from robustloss_core import models
 from robustloss_core.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: two OpenMP threads on contended cores run ~50x slower than one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(m):
