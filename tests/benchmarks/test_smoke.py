@@ -1,0 +1,46 @@
+"""Smoke tests of the benchmark scripts (seconds each; the full benchmarks never run in CI)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+
+def _run(args, cwd, timeout=300):
+    p = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"{args} exited {p.returncode}\nstdout:\n{p.stdout[-2000:]}\nstderr:\n{p.stderr[-2000:]}"
+    return p.stdout
+
+
+def test_bench_theory_quick(tmp_path):
+    # bench_theory prints its tables and writes nothing; run it from tmp_path all the same
+    out = _run([BENCH / "bench_theory.py", "--quick"], cwd=tmp_path)
+    assert "1000" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paper_claims_smoke(tmp_path):
+    out_dir = tmp_path / "out"
+    out = _run([BENCH / "paper_claims.py", "--smoke", "--out", out_dir], cwd=tmp_path)
+    assert "K=10" in out
+    rows = [json.loads(line) for line in (out_dir / "paper_claims.jsonl").read_text().splitlines() if line.strip()]
+    assert {r["label"] for r in rows} == {"ce", "mae*"}
+    assert all(r["error"] is None and r["test_top1"] is not None for r in rows)
+    assert (out_dir / "lr_pilot.jsonl").exists()
+    md = (out_dir / "paper_claims.md").read_text()
+    assert "| ce |" in md and "| mae* |" in md
+    assert (out_dir / "accuracy_vs_K.png").stat().st_size > 0
+    # resumable: a second call finds every run done and trains nothing
+    again = _run([BENCH / "paper_claims.py", "--smoke", "--out", out_dir], cwd=tmp_path)
+    assert "runs to do" not in again
+
+
+def test_gpu_throughput_without_gpu_exits_zero(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return  # the real measurement is not a smoke test
+    out = _run([BENCH / "gpu_throughput.py", "--out", tmp_path / "g"], cwd=tmp_path)
+    assert "no CUDA GPU" in out
