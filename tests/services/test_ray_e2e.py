@@ -13,13 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, REPO, free_port, run_cli
+from conftest import CLI, REPO, free_port, run_cli, wait_port
 
 pytestmark = pytest.mark.ray
 
 TINY = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_per_class=20,test_per_class=10",
         "--batch-size", "32", "--quiet"]
 RUN_KEYS = {"loss", "params", "logit_bias", "lr", "seed", "test_top1", "test_top5", "compute_seconds"}
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of the driver's session: the driver, its embedded Ray (GCS, raylet,
+    dashboard) and the trial workers. Other Ray clusters on the machine are left alone."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: session id
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 def write_grid(path: Path, body: str) -> str:
@@ -100,11 +112,10 @@ def test_kill_and_resume_grid_repeats_nothing(tmp_path):
                 break
         time.sleep(0.3)
     else:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc.pid)
         pytest.fail("sweep did not progress")
-    os.killpg(proc.pid, signal.SIGKILL)
+    kill_session(proc.pid)
     proc.wait()
-    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True)
     before = {d.name: result_rows(d) for d in trial_dirs(exp)}
     finished = [n for n, r in before.items() if len(r) == 4]
     assert len(finished) >= 2
@@ -128,10 +139,14 @@ def test_sweep_against_started_cluster(tmp_path):
     port = free_port()
     auth = {**os.environ, "RAY_AUTH_MODE": "token"}  # as the README: token auth, clients set RAY_AUTH_MODE
     subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=auth, timeout=60)
-    start = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
-                           capture_output=True, text=True, timeout=120, env=auth)
-    assert start.returncode == 0, start.stdout + start.stderr
+    # --block keeps `ray start` in the foreground, so this cluster (and only it) is stopped by killing
+    # its session at the end; `ray stop` would stop every Ray cluster on the machine.
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false"], env=auth, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_port(port, timeout=120)
+        time.sleep(3)  # the raylet registers shortly after the GCS port opens
         grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
         proc = run_cli(["--mode", "grid", "--name", "remote", "--losses", "gce", "--epochs", "1", "--grid-file", grid,
                         "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "store"), *TINY],
@@ -142,7 +157,8 @@ def test_sweep_against_started_cluster(tmp_path):
         summary = json.loads((tmp_path / "store" / "remote" / "summary.json").read_text())
         assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=60)
+        kill_session(head.pid)
+        head.wait(timeout=60)
 
 
 def test_optuna_asha_search(tmp_path):
