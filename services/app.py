@@ -137,13 +137,7 @@ def run_train(args, storage, name: str, resume: bool) -> dict:
     t0 = time.time()
     spec["_driver_started"] = t0
     result = build_torch_trainer(spec, storage=storage, folder="", name=name).fit()
-    m = result.metrics or {}
-    row = {"loss": loss, "params": args.loss_params, "logit_bias": bias, "lr": lr, "seed": 0,
-           "test_top1": m.get("test_top1"), "test_top5": m.get("test_top5"),
-           "compute_seconds": m.get("worker_seconds", 0.0), "gpu_seconds": m.get("gpu_seconds", 0.0),
-           "trial_seconds": m.get("trial_seconds", 0.0), "epochs": int(m.get("epoch", 0) or 0),
-           "num_workers": args.num_workers, "gpus": args.gpus_per_trial if args.use_gpu else 0.0,
-           "status": "error" if result.error else "ok", "error": str(result.error).splitlines()[-1] if result.error else None}
+    row = sweeps.run_row(spec, result.metrics, result.error)
     res = sweeps.SweepResult(name=name, rows=[row], wall_seconds=time.time() - t0, location=storage.display(name))
     return sweeps.write_summary(storage, res, mode="train", dataset=args.dataset, num_classes=args.num_classes)
 

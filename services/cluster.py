@@ -49,8 +49,9 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     if ray.is_initialized():
         return ray.get_runtime_context()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if address is None:
+    if address is None:  # "local": always a new embedded instance, even if `ray start` runs on this machine
         return ray.init(
+            address="local",
             num_cpus=num_cpus or os.cpu_count(),
             num_gpus=num_gpus,
             include_dashboard=dashboard,

@@ -143,20 +143,20 @@ class SweepResult:
     extra: dict = field(default_factory=dict)
 
 
-def _row(result, spec_base: dict | None) -> dict:
-    spec = resolve_trial_spec(result.config, spec_base)
-    label, m = spec["label"], result.metrics or {}
+def run_row(spec: dict, metrics: dict | None, error) -> dict:
+    """One ``summary.json`` row: a trial spec's label, its last reported metrics, its status."""
+    label, m = spec["label"], metrics or {}
     epochs_total = spec["train"].get("epochs")
     epoch = int(m.get("epoch", 0) or 0)
-    if result.error is not None:
+    if error is not None:
         status = "error"
     elif epochs_total and epoch < epochs_total:
-        status = "stopped"
+        status = "stopped"  # ASHA ended it early
     else:
         status = "ok"
-    error = None
-    if result.error is not None:
-        error = str(result.error).strip().splitlines()[-1][:500] if str(result.error).strip() else type(result.error).__name__
+    message = None
+    if error is not None:
+        message = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
     return {
         "loss": label["loss"], "params": label["params"], "logit_bias": label["logit_bias"],
         "lr": label["lr"], "seed": label["seed"],
@@ -164,7 +164,7 @@ def _row(result, spec_base: dict | None) -> dict:
         "compute_seconds": m.get("worker_seconds", 0.0), "gpu_seconds": m.get("gpu_seconds", 0.0),
         "trial_seconds": m.get("trial_seconds", 0.0), "epochs": epoch,
         "num_workers": spec["num_workers"], "gpus": trial_gpus(spec),
-        "status": status, "error": error, "trial_id": m.get("trial_id"), "node_id": m.get("node_id"),
+        "status": status, "error": message, "trial_id": m.get("trial_id"), "node_id": m.get("node_id"),
     }
 
 
@@ -234,7 +234,7 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
         if not r.config:  # a trial whose actor never started has no config to label it with
             print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
             continue
-        rows.append(_row(r, base))
+        rows.append(run_row(resolve_trial_spec(r.config, base), r.metrics, r.error))
     wall = prior_wall + time.time() - wall0
     if storage.exists(name, st.EXPERIMENT_RECORD):
         rec = storage.read_json(name, st.EXPERIMENT_RECORD)
