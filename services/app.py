@@ -133,7 +133,6 @@ def run_train(args, storage, name: str, resume: bool) -> dict:
     spec = sweeps.make_spec(train, resources, loss=loss, params=args.loss_params, logit_bias=bias, lr=lr, seed=0)
     if not resume:
         storage.write_json(_record(args, "train"), name, st.EXPERIMENT_RECORD, overwrite=False)
-    connect(args.address)
     t0 = time.time()
     spec["_driver_started"] = t0
     result = build_torch_trainer(spec, storage=storage, folder="", name=name).fit()
@@ -148,7 +147,6 @@ def run_grid(args, storage, name: str, resume: bool) -> dict:
     resources = resources_from(args)
     trials = sweeps.grid_trials(base, args.losses, args.grids, args.lrs, args.seeds, resources)
     space = sweeps.OptunaSpace(args.losses, args.grids, args.lrs) if args.search == "optuna" else None
-    connect(args.address)
     res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, search=args.search,
                            search_space=space, num_samples=args.num_samples, epochs=base["epochs"],
                            record=_record(args, "grid"), verbose=0 if args.quiet else 1)
@@ -200,7 +198,6 @@ def run_analytic(args, storage, name: str, resume: bool) -> dict:
         ladder = theory.logit_bias_schedule(args.num_classes, c=args.bias_c)
         schedule = lambda loss, cal: ladder if cal["logit_bias"] > 0 else None
     trials = sweeps.analytic_trials(base, calibration, pick_lr, args.seeds, resources, schedule_for=schedule)
-    connect(args.address)
     res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, epochs=base["epochs"],
                            record=None, verbose=0 if args.quiet else 1)
     res.wall_seconds += calib_seconds
