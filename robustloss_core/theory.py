@@ -44,7 +44,7 @@ import torch
 from scipy import optimize, special
 
 __all__ = [
-    "ErrorCurve", "Calibration", "CALIBRATION_RECIPES", "DEFAULT_BRACKETS",
+    "ErrorCurve", "Calibration", "CALIBRATION_RECIPES", "Recipe", "Reference", "DEFAULT_BRACKETS",
     "mean_backprop_error", "mean_py_power", "expected_py", "logit_bias", "logit_bias_asymptote",
     "logit_bias_schedule", "calibrate", "calibration_scan", "curve_mismatch", "default_calibration",
     "initial_logit_stats",
@@ -796,28 +796,62 @@ def calibration_scan(loss, num_classes, *, reference_classes, reference_params=N
 # the paper's per-loss calibration recipes (what the CLI's analytic mode runs)
 
 @dataclasses.dataclass(frozen=True)
+class Reference:
+    """A setting known to learn at ``classes`` classes, and which parameters calibration moves from it."""
+    classes: int
+    params: tuple                         # ((name, value), ...): the published column for that K
+    free: tuple
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
-    """kind: "solve" (calibrate ``free`` from a reference), "logit_bias" (Eq. 4), or "none"."""
+    """kind: "solve" (calibrate from ``references[K_ref]``), "logit_bias" (Eq. 4), or "none".
+
+    ``references`` maps K_ref -> Reference; ``references[default_reference]`` is the default (K_ref = 100,
+    the CIFAR-100 column of reference-params.md); K_ref = 10 starts from the CIFAR-10 column instead.
+    """
     kind: str
-    reference_classes: int | None = None
-    reference_params: tuple = ()          # ((name, value), ...): the CIFAR-100 column of reference-params.md
-    free: tuple = ()
+    references: tuple = ()                # (Reference, ...)
+    default_reference: int | None = None
     c: float = 0.25
     source: str = ""
+
+    def reference(self, classes: int | None) -> Reference:
+        k = self.default_reference if classes is None else classes
+        for ref in self.references:
+            if ref.classes == k:
+                return ref
+        raise ValueError(f"no calibration reference at K_ref={k} for this loss; "
+                         f"available: {', '.join(str(r.classes) for r in self.references)}")
 
 
 CALIBRATION_RECIPES: dict[str, Recipe] = {
     "ce": Recipe("none", source="unbounded: nothing to calibrate"),
     "mae": Recipe("logit_bias", c=0.25, source="MAE*: Eq. 4 with c = 0.25 (c reconstructed)"),
-    "gce": Recipe("solve", 100, (("q", 0.7),), ("q",),
-                  source="genCE+: q from K=100, q=0.7 (APL cifar100 gce.yaml); K=1000 gives q~0.482"),
-    "nce_mae": Recipe("solve", 100, (("alpha", 10.0), ("beta", 1.0)), ("alpha",),
-                      source="weight of the active term from K=100 (10, 1) (APL cifar100 configs)"),
-    "nfl_mae": Recipe("solve", 100, (("alpha", 10.0), ("beta", 1.0), ("gamma", 0.5)), ("alpha",),
-                      source="weight of the active term from K=100 (10, 1, 0.5) (APL cifar100 configs)"),
-    "nce_agce": Recipe("solve", 100, (("alpha", 10.0), ("beta", 0.1), ("a", 1.8), ("q", 3.0)), ("a",),
-                       source="NCE-AGCE+ (reconstructed recipe): alpha=10, beta=0.1, q=3 kept from K=100 "
-                              "(ALFs lnl/config.py), a solved; K=1000 gives a~18.2"),
+    "gce": Recipe("solve", (
+        Reference(100, (("q", 0.7),), ("q",), "genCE+: q from K=100, q=0.7 (APL cifar100 gce.yaml); K=1000 gives "
+                  "q~0.482"),
+        Reference(10, (("q", 0.7),), ("q",), "genCE+: q from K=10, q=0.7 (APL cifar10 gce.yaml); K=1000 gives "
+                  "q~0.261")), 100),
+    "nce_mae": Recipe("solve", (
+        Reference(100, (("alpha", 10.0), ("beta", 1.0)), ("alpha",),
+                  "weight of the active term from K=100 (10, 1) (APL cifar100 configs)"),
+        Reference(10, (("alpha", 1.0), ("beta", 1.0)), ("alpha",),
+                  "weight of the active term from K=10 (1, 1) (APL cifar10 configs)")), 100),
+    "nfl_mae": Recipe("solve", (
+        Reference(100, (("alpha", 10.0), ("beta", 1.0), ("gamma", 0.5)), ("alpha",),
+                  "weight of the active term from K=100 (10, 1, 0.5) (APL cifar100 configs)"),
+        Reference(10, (("alpha", 1.0), ("beta", 1.0), ("gamma", 0.5)), ("alpha",),
+                  "weight of the active term from K=10 (1, 1, 0.5) (APL cifar10 configs)")), 100),
+    "nce_agce": Recipe("solve", (
+        Reference(100, (("alpha", 10.0), ("beta", 0.1), ("a", 1.8), ("q", 3.0)), ("a",),
+                  "NCE-AGCE+ (reconstructed recipe): alpha=10, beta=0.1, q=3 kept from K=100 (ALFs lnl/config.py), "
+                  "a solved; K=1000 gives a~18.2"),
+        # from K=10 no a in (0, 1000] reaches the target at K=1000 (q=1.5 caps <delta_y>): move alpha instead
+        Reference(10, (("alpha", 1.0), ("beta", 4.0), ("a", 6.0), ("q", 1.5)), ("alpha",),
+                  "NCE-AGCE+ from K=10 (reconstructed recipe): beta=4, a=6, q=1.5 kept (ALFs lnl/config.py), "
+                  "alpha solved (no a reaches the K=10 target); K=1000 gives alpha~5070")), 100),
 }
 
 
@@ -828,6 +862,10 @@ def default_calibration(loss, num_classes, dataset=None, *, sigma=1.0, samples=N
     * gce: free q from K_ref=100, q=0.7; nce_mae / nfl_mae: free alpha from K_ref=100, (10, 1[, 0.5]);
       nce_agce: free a with alpha=10, beta=0.1, q=3 from K_ref=100, a=1.8 (reconstructed recipe: the
       paper's NCE-AGCE+ values were lost; this keeps the reference q and moves only a).
+    * ``reference_classes=10`` starts from the CIFAR-10 column instead (the paper's own example of a
+      reference): gce q=0.7; nce_mae / nfl_mae (1, 1[, 0.5]), alpha free; nce_agce (1, 4, 6, 1.5) with
+      alpha free (no a reaches that target at K=1000). Its target <delta_y>(0) is 5-30x larger than
+      K_ref=100's; ``benchmarks/calibration_reference.py`` measures what that changes at K=1000.
     * mae: the logit bias epsilon(K) of Eq. 4 (params {"logit_bias": epsilon}, target = c,
       achieved = E[p_y](epsilon)); ce and losses without a recipe: nothing to calibrate (published
       parameters for ``dataset``, residual 0).
@@ -857,20 +895,20 @@ def default_calibration(loss, num_classes, dataset=None, *, sigma=1.0, samples=N
 
     if recipe.kind == "none":
         return published(recipe.source + (f"; published parameters for {dataset}" if dataset else ""))
-    k_ref = recipe.reference_classes if reference_classes is None else _check_k(reference_classes)
-    ref = dict(recipe.reference_params)
+    reference = recipe.reference(None if reference_classes is None else _check_k(reference_classes))
+    k_ref, ref = reference.classes, dict(reference.params)
     if k < k_ref:
         return published(f"K={k} is below the reference K={k_ref}: published parameters for "
                          f"{dataset or 'cifar10 (default column)'}, not calibrated")
     if k == k_ref:
         ref_full = _jsonable(dict(_build(name, k, ref)[0].params))
-        return Calibration(loss=name, num_classes=k, params=ref_full, free=list(recipe.free), target=float("nan"),
+        return Calibration(loss=name, num_classes=k, params=ref_full, free=list(reference.free), target=float("nan"),
                            achieved=float("nan"), residual=0.0, z_star=0.0, reference_classes=k_ref,
                            reference_params=ref_full, sigma=float(sigma), seconds=time.perf_counter() - t0,
                            note="K equals the reference: reference parameters")
-    cal = calibrate(name, k, reference_classes=k_ref, reference_params=ref, free=list(recipe.free), sigma=sigma,
+    cal = calibrate(name, k, reference_classes=k_ref, reference_params=ref, free=list(reference.free), sigma=sigma,
                     samples=samples, seed=seed)
-    cal.note = recipe.source
+    cal.note = reference.source
     cal.seconds = time.perf_counter() - t0
     return cal
 

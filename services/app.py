@@ -114,7 +114,8 @@ def print_runs(rows: list[dict]) -> None:
 
 def _record(args, mode: str) -> dict:
     keep = ("dataset", "data_root", "num_classes", "losses", "noise", "noise_rate", "noise_variant", "epochs", "seeds",
-            "lr", "lrs", "search", "num_workers", "use_gpu", "gpus_per_trial", "address")
+            "lr", "lrs", "search", "num_workers", "use_gpu", "gpus_per_trial", "address", "bias_c",
+            "calibration_reference")
     return {"mode": mode, "args": {k: getattr(args, k, None) for k in keep}, "created": time.time()}
 
 
@@ -170,12 +171,14 @@ def run_analytic(args, storage, name: str, resume: bool) -> dict:
 
     missing = getattr(args, "data_missing", None)
     t0 = time.perf_counter()
-    calibration = sweeps.calibrate_losses(args.losses, args.num_classes, args.dataset, c=args.bias_c)
+    k_ref = getattr(args, "calibration_reference", None)
+    calibration = sweeps.calibrate_losses(args.losses, args.num_classes, args.dataset, c=args.bias_c,
+                                          reference_classes=k_ref)
     calib_seconds = time.perf_counter() - t0
     if not resume:
         storage.write_json(_record(args, "analytic"), name, st.EXPERIMENT_RECORD, overwrite=False)
     storage.write_json({"num_classes": args.num_classes, "dataset": args.dataset, "c": args.bias_c,
-                        "seconds": calib_seconds, "losses": calibration}, name, st.CALIBRATION)
+                        "reference_classes": k_ref, "seconds": calib_seconds, "losses": calibration}, name, st.CALIBRATION)
     with tempfile.TemporaryDirectory() as d:
         eps = calibration.get("mae", {}).get("logit_bias") or theory.logit_bias(args.num_classes, c=args.bias_c)
         png = plots.plot_error_curves(args.losses, [args.num_classes], os.path.join(d, "error_curves.png"),

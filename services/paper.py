@@ -46,7 +46,7 @@ PAPER_DIR = REPO / "sweeps" / "configs" / "paper"
 CLI_KEYS = frozenset({
     "mode", "dataset", "data_root", "classes", "losses", "loss_params", "logit_bias", "lr", "lrs", "noise",
     "noise_rate", "noise_variant", "epochs", "batch_size", "model", "seeds", "search", "num_workers", "use_gpu",
-    "gpus_per_trial", "storage_path", "name", "grid_file",
+    "gpus_per_trial", "storage_path", "name", "grid_file", "calibration_reference", "bias_c",
 })
 MODES = ("train", "grid", "analytic", "compare", "all")
 DATASETS = ("synthetic", "cifar10", "cifar100", "fashionmnist", "webvision", "mini-webvision", "imagefolder")

@@ -82,15 +82,18 @@ def grid_trials(base: dict, losses: list[str], grids: dict, lrs: list[float], se
     return trials
 
 
-def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float | None = None) -> dict:
-    """The analytic step: ε (Eq. 4) for MAE*, calibrated hyperparameters (Sec. 3.3) for the others.
+def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float | None = None,
+                     reference_classes: int | None = None) -> dict:
+    """The analytic step: ε (Eq. 4) for MAE*, calibrated hyperparameters (Sec. 3.3) for the others,
+    from the reference setting at ``reference_classes`` (None: the recipes' default, K_ref = 100).
     Returns ``{loss: {"params", "logit_bias", "target", "achieved", "residual", "seconds", ...}}``."""
     from robustloss_core import theory
 
     out = {}
     for loss in losses:
         t0 = time.perf_counter()
-        cal = theory.default_calibration(loss, num_classes, dataset=dataset, **({"c": c} if c is not None else {}))
+        cal = theory.default_calibration(loss, num_classes, dataset=dataset, reference_classes=reference_classes,
+                                         **({"c": c} if c is not None else {}))
         seconds = time.perf_counter() - t0
         row = cal.to_dict() if hasattr(cal, "to_dict") else dict(cal)
         params = dict(row.get("params") or {})

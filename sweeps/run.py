@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-params", type=_kv, default={}, help="train: loss hyperparameters k=v,... (q, a, alpha, beta, gamma, A, t1, t2)")
     t.add_argument("--logit-bias", default="0", help="train: ε added to the target logit, a number or auto (Eq. 4 for the dataset's K)")
     t.add_argument("--bias-c", type=float, default=C_DEFAULT, help="Eq. 4 constant c: E[p_y] after the bias (reconstructed default)")
+    t.add_argument("--calibration-reference", type=int, choices=(10, 100), default=100,
+                   help="analytic: K_ref of the setting the '+' losses are calibrated from: 100 = CIFAR-100 "
+                   "parameters (reconstructed default), 10 = CIFAR-10 parameters")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset/loss preset)")
     t.add_argument("--lrs", type=_floats, default=None, help="grid: learning rates a,b,... (replaces the YAML grid)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset preset)")

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 
@@ -44,3 +46,29 @@ def test_gpu_throughput_without_gpu_exits_zero(tmp_path):
         return  # the real measurement is not a smoke test
     out = _run([BENCH / "gpu_throughput.py", "--out", tmp_path / "g"], cwd=tmp_path)
     assert "no CUDA GPU" in out
+
+
+def test_gpu_throughput_cpu_dry_run(tmp_path):
+    """--device cpu --smoke runs all three measurements (epoch, pipeline, 2 processes sharing the
+    device) on the CPU so the script's own logic is exercised without a GPU."""
+    out_dir = tmp_path / "g"
+    _run([BENCH / "gpu_throughput.py", "--device", "cpu", "--smoke", "--out", out_dir], cwd=tmp_path)
+    res = json.loads((out_dir / "gpu_throughput.json").read_text())
+    assert res["config"]["device"] == "cpu" and res["config"]["train"] == 32 and "dry run" in res["gpu"]
+    assert len(res["single"]["epoch_times"]) == 2 and res["epoch_time_median"] > 0
+    assert 0 < res["pipeline"]["input_share"] < 1
+    share = res["sharing"]["2"]
+    assert "error" not in share and share["total_samples_per_sec_wall"] == pytest.approx(2 * 2 * 32 / share["wall"])
+    assert "| 2 |" in (out_dir / "gpu_throughput.md").read_text()
+
+
+def test_calibration_reference_smoke(tmp_path):
+    out_dir = tmp_path / "c"
+    out = _run([BENCH / "calibration_reference.py", "--smoke", "--out", out_dir], cwd=tmp_path)
+    rows = [json.loads(line) for line in (out_dir / "calibration_reference.jsonl").read_text().splitlines()]
+    assert {(r["label"], r["epochs"]) for r in rows} == {("ce", 1), ("gce+10", 1), ("ce", 2), ("gce+10", 2)}
+    gce = next(r for r in rows if r["label"] == "gce+10")
+    from robustloss_core import theory
+
+    assert gce["loss_params"]["q"] == pytest.approx(theory.default_calibration("gce", 20, reference_classes=10).params["q"])
+    assert "| gce+10 | q=" in out

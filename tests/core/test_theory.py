@@ -319,10 +319,33 @@ def test_default_calibration():
 
 
 def test_recipes_match_presets():
+    """Each reference is the published column for its K: K_ref=100 -> CIFAR-100, K_ref=10 -> CIFAR-10."""
+    column = {100: "cifar100", 10: "cifar10"}
+    seen = set()
     for name, recipe in T.CALIBRATION_RECIPES.items():
         if recipe.kind == "solve":
-            preset = build_loss(name, recipe.reference_classes, dataset="cifar100").params
-            assert {k: preset[k] for k, _ in recipe.reference_params} == dict(recipe.reference_params)
+            assert recipe.reference(None).classes == 100
+            for ref in recipe.references:
+                preset = build_loss(name, ref.classes, dataset=column[ref.classes]).params
+                assert {k: preset[k] for k, _ in ref.params} == dict(ref.params)
+                seen.add((name, ref.classes))
+    assert {(n, k) for n in ("gce", "nce_mae", "nfl_mae", "nce_agce") for k in (10, 100)} <= seen
+
+
+def test_default_calibration_from_k10_reference():
+    """reference_classes=10: targets are the CIFAR-10 settings' <delta_y>(0) (reference-params.md)."""
+    g = T.default_calibration("gce", 1000, reference_classes=10)
+    assert g.params["q"] == pytest.approx(0.261, abs=0.003) and g.reference_classes == 10
+    assert g.target == pytest.approx(-0.1446, abs=0.002) and g.residual < 1e-6
+    n = T.default_calibration("nce_mae", 1000, reference_classes=10)
+    assert n.target == pytest.approx(-0.100, abs=0.002) and n.params["beta"] == 1.0 and n.params["alpha"] > 185
+    a = T.default_calibration("nce_agce", 1000, reference_classes=10)
+    assert a.free == ["alpha"] and (a.params["beta"], a.params["a"], a.params["q"]) == (4.0, 6.0, 1.5)
+    assert a.target == pytest.approx(-0.689, abs=0.01) and a.residual < 1e-6
+    low = T.default_calibration("gce", 10, reference_classes=10)
+    assert low.params == {"q": 0.7} and low.residual == 0.0
+    with pytest.raises(ValueError, match="K_ref=50.*available: 100, 10"):
+        T.default_calibration("gce", 1000, reference_classes=50)
 
 
 # ------------------------------------------------------------------ initial logits (A.3)

@@ -26,3 +26,20 @@ def test_analytic_webvision_without_data(tmp_path):
     assert json.loads((store / "calibration.json").read_text())["num_classes"] == 1000
     assert json.loads((store / "summary.json").read_text())["runs"] == []
     assert (store / "error_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_analytic_calibration_reference_k10(tmp_path):
+    """--calibration-reference 10 calibrates from the CIFAR-10 settings and records the choice."""
+    out = tmp_path / "a.json"
+    proc = run_cli(["--mode", "analytic", "--calibrate-only", "--dataset", "synthetic", "--classes", "1000",
+                    "--losses", "gce,nce_mae", "--calibration-reference", "10", "--name", "k10",
+                    "--storage-path", str(tmp_path / "store"), "--json-out", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cal = json.loads(out.read_text())["calibration"]
+    assert cal["gce"]["params"]["q"] == pytest.approx(0.261, abs=0.003) and cal["gce"]["reference_classes"] == 10
+    assert cal["nce_mae"]["target"] == pytest.approx(-0.100, abs=0.002)  # NCE+MAE (1, 1) at K = 10
+    stored = json.loads((tmp_path / "store" / "k10" / "calibration.json").read_text())
+    assert stored["reference_classes"] == 10
+    bad = run_cli(["--mode", "analytic", "--calibration-reference", "50", "--storage-path", str(tmp_path / "s2")])
+    assert bad.returncode == 2 and "--calibration-reference" in bad.stderr and "50" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
