@@ -17,8 +17,11 @@ explicit ``lr_schedule`` is never rescaled.
 
 Logit-bias schedule (Appendix A.2, the "**" runs): ``{"values": [ε0, …, ε5], "hold": 11}``: epoch e
 (from 0) trains with ε = values[(e // hold) % len(values)] (6 × 11 = 66 epochs per cycle, repeating at
-the LR drops). Without a schedule every epoch uses ``logit_bias``. The bias only enters the training
-loss; evaluation uses the raw logits.
+the LR drops). Or, relative to the run's own ``logit_bias`` ε: ``{"kind": "weaning", "steps": 6,
+"hold": 11}`` = values linspace(ε, ε/steps, steps) (:func:`weaning_values`; endpoints reconstructed),
+expanded by :meth:`TrainConfig.resolved` (to no schedule when ε = 0), so one spec serves every ε of a
+grid. Without a schedule every epoch uses ``logit_bias``. The bias only enters the training loss;
+evaluation uses the raw logits.
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
-__all__ = ["TrainConfig", "LR_SCHEDULE_KINDS", "lr_at", "logit_bias_at", "scale_milestones",
-           "validate_lr_schedule", "validate_logit_bias_schedule"]
+__all__ = ["TrainConfig", "LR_SCHEDULE_KINDS", "WEANING", "lr_at", "logit_bias_at", "scale_milestones",
+           "validate_lr_schedule", "validate_logit_bias_schedule", "weaning_values"]
 
 # canonical kind -> accepted spellings
 LR_SCHEDULE_KINDS = {"multistep": ("multistep", "step"), "exponential": ("exponential", "exp"),
@@ -38,6 +41,7 @@ _KIND_OF = {alias: kind for kind, aliases in LR_SCHEDULE_KINDS.items() for alias
 _SCHEDULE_KEYS = {"multistep": {"kind", "milestones", "gamma"}, "exponential": {"kind", "gamma"},
                   "constant": {"kind"}}
 _BIAS_SCHEDULE_META = {"source", "reconstructed"}   # documentation keys a preset ladder may carry
+WEANING = {"kind": "weaning", "steps": 6, "hold": 11}   # App. A.2: 6 values x 11 epochs (values reconstructed)
 NOISE_KINDS = ("none", "symmetric", "asymmetric")
 
 
@@ -74,8 +78,26 @@ def validate_lr_schedule(s: dict) -> dict:
     return out
 
 
+def weaning_values(eps: float, steps: int = 6, low: float | None = None) -> list[float]:
+    """The weaning ladder's values: ``steps`` evenly spaced from ``eps`` down to ``low`` (default
+    eps / steps), i.e. linspace(eps, eps/6, 6) for the paper's 6 steps (endpoints reconstructed)."""
+    low = eps / steps if low is None else float(low)
+    if steps == 1:
+        return [float(eps)]
+    return [float(eps + (low - eps) * i / (steps - 1)) for i in range(steps)]
+
+
 def validate_logit_bias_schedule(s: dict) -> dict:
-    """Check ``{"values": [...], "hold": n}`` (plus optional "source"/"reconstructed"); returns a copy."""
+    """Check ``{"values": [...], "hold": n}`` (plus optional "source"/"reconstructed") or the relative
+    ``{"kind": "weaning", "steps": n, "hold": n}``; returns a copy."""
+    if isinstance(s, dict) and s.get("kind") is not None:
+        if s.get("kind") != "weaning" or set(s) != {"kind", "steps", "hold"}:
+            raise ValueError(f"logit_bias_schedule={s!r} is invalid: the relative form is "
+                             f"{{'kind': 'weaning', 'steps': n, 'hold': n}}")
+        for key in ("steps", "hold"):
+            if not (_is_int(s[key]) and s[key] >= 1):
+                raise ValueError(f"logit_bias_schedule {key}={s[key]!r} must be an integer >= 1")
+        return {"kind": "weaning", "steps": int(s["steps"]), "hold": int(s["hold"])}
     if not isinstance(s, dict) or not {"values", "hold"} <= set(s) or set(s) - {"values", "hold"} - _BIAS_SCHEDULE_META:
         raise ValueError(f"logit_bias_schedule={s!r} is invalid: need a dict with keys values, hold")
     vals = s["values"]
@@ -253,5 +275,10 @@ class TrainConfig:
         else:
             cfg.lr_schedule = validate_lr_schedule(cfg.lr_schedule)
         if cfg.logit_bias_schedule is not None:
-            cfg.logit_bias_schedule = validate_logit_bias_schedule(cfg.logit_bias_schedule)
+            sched = validate_logit_bias_schedule(cfg.logit_bias_schedule)
+            if sched.get("kind") == "weaning":   # relative ladder -> this run's values
+                sched = None if cfg.logit_bias == 0 else {
+                    "values": weaning_values(float(cfg.logit_bias), sched["steps"]), "hold": sched["hold"],
+                    "source": "weaning from logit_bias"}
+            cfg.logit_bias_schedule = sched
         return cfg.validate()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 
+from .config import WEANING, weaning_values
+
 DATASETS = ("fashionmnist", "cifar10", "cifar100", "webvision", "mini-webvision")
 DATASET_ALIASES = {"synthetic": "cifar10", "imagefolder": "cifar10"}
 NUM_CLASSES = {"fashionmnist": 10, "cifar10": 10, "cifar100": 100, "webvision": 1000, "mini-webvision": 50}
@@ -129,8 +131,8 @@ EPSILON_C025 = {10: 1.272, 50: 3.054, 100: 3.769, 1000: 6.090}
 # Weaning ladder for 1000 classes (App. A.2): 6 values, each held 11 epochs, cycle of 66 epochs.
 # Values reconstructed: linspace(ε(1000), ε(1000)/6, 6).
 WEANING_LADDER = {
-    "values": [round(EPSILON_C025[1000] * (6 - i) / 6, 4) for i in range(6)],
-    "hold": 11,
+    "values": [round(v, 4) for v in weaning_values(EPSILON_C025[1000], WEANING["steps"])],
+    "hold": WEANING["hold"],
     "source": "paper App. A.2 (6 values x 11 epochs, repeat every 66); values reconstructed: "
               "linspace(eps(1000), eps(1000)/6, 6)",
     "reconstructed": True,

@@ -448,10 +448,10 @@ def logit_bias_schedule(num_classes, *, c=0.25, steps=6, hold=11, low=None, sigm
         raise ValueError(f"steps={steps!r} is invalid: need an integer >= 1")
     if isinstance(hold, bool) or not isinstance(hold, (int, np.integer)) or hold < 1:
         raise ValueError(f"hold={hold!r} is invalid: need an integer >= 1 (epochs per value)")
+    from .config import weaning_values
+
     eps = logit_bias(num_classes, c=c, sigma=sigma)
-    low = eps / steps if low is None else float(low)
-    values = [eps] if steps == 1 else np.linspace(eps, low, steps).tolist()
-    return {"values": [float(v) for v in values], "hold": int(hold)}
+    return {"values": weaning_values(eps, int(steps), low), "hold": int(hold)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -50,6 +50,18 @@ def resources_from(args) -> sweeps.Resources:
     )
 
 
+def bias_schedule(args) -> dict | None:
+    """``--bias-schedule``: weaning = the relative ladder ``config.WEANING`` for every trial with ε > 0
+    (the paper's "**" runs); constant = none; auto = weaning for analytic mode on webvision (Table 3's
+    MAE**), constant otherwise."""
+    from robustloss_core.config import WEANING
+
+    kind = getattr(args, "bias_schedule", "auto")
+    if kind == "auto":
+        kind = "weaning" if args.mode == "analytic" and args.dataset == "webvision" else "constant"
+    return dict(WEANING) if kind == "weaning" else None
+
+
 def base_train(args) -> dict:
     """The TrainConfig fields every trial of this invocation shares, presets filled in."""
     from robustloss_core.config import TrainConfig
@@ -60,7 +72,8 @@ def base_train(args) -> dict:
         "noise_variant": args.noise_variant, "model": args.model, "batch_size": args.batch_size,
         **({"epochs": args.epochs} if args.epochs else {}),
     }).resolved()
-    return cfg.to_dict()
+    # the relative schedule is expanded per trial, against each trial's own ε (TrainConfig.resolved)
+    return {**cfg.to_dict(), "logit_bias_schedule": bias_schedule(args)}
 
 
 def lr_for(args, base: dict):
@@ -115,7 +128,7 @@ def print_runs(rows: list[dict]) -> None:
 def _record(args, mode: str) -> dict:
     keep = ("dataset", "data_root", "num_classes", "losses", "noise", "noise_rate", "noise_variant", "epochs", "seeds",
             "lr", "lrs", "search", "num_workers", "use_gpu", "gpus_per_trial", "address", "bias_c",
-            "calibration_reference")
+            "calibration_reference", "bias_schedule")
     return {"mode": mode, "args": {k: getattr(args, k, None) for k in keep}, "created": time.time()}
 
 
@@ -196,11 +209,7 @@ def run_analytic(args, storage, name: str, resume: bool) -> dict:
     base = base_train(args)
     resources = resources_from(args)
     pick_lr = lr_for(args, base)
-    schedule = None
-    if args.dataset == "webvision":  # the paper's "**" weaning ladder for 1000 classes (reconstructed values)
-        ladder = theory.logit_bias_schedule(args.num_classes, c=args.bias_c)
-        schedule = lambda loss, cal: ladder if cal["logit_bias"] > 0 else None
-    trials = sweeps.analytic_trials(base, calibration, pick_lr, args.seeds, resources, schedule_for=schedule)
+    trials = sweeps.analytic_trials(base, calibration, pick_lr, args.seeds, resources)
     res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, epochs=base["epochs"],
                            record=None, verbose=0 if args.quiet else 1)
     res.wall_seconds += calib_seconds

@@ -46,7 +46,7 @@ PAPER_DIR = REPO / "sweeps" / "configs" / "paper"
 CLI_KEYS = frozenset({
     "mode", "dataset", "data_root", "classes", "losses", "loss_params", "logit_bias", "lr", "lrs", "noise",
     "noise_rate", "noise_variant", "epochs", "batch_size", "model", "seeds", "search", "num_workers", "use_gpu",
-    "gpus_per_trial", "storage_path", "name", "grid_file", "calibration_reference", "bias_c",
+    "gpus_per_trial", "storage_path", "name", "grid_file", "calibration_reference", "bias_c", "bias_schedule",
 })
 MODES = ("train", "grid", "analytic", "compare", "all")
 DATASETS = ("synthetic", "cifar10", "cifar100", "fashionmnist", "webvision", "mini-webvision", "imagefolder")
@@ -114,7 +114,7 @@ def check_flags(flags: dict, where: str, path) -> None:
     if unknown:
         _fail(path, f"{where}: unknown CLI key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CLI_KEYS))}")
     choices = {"mode": MODES, "dataset": DATASETS, "model": MODELS, "noise": NOISE, "noise_variant": NOISE_VARIANTS,
-               "search": SEARCH}
+               "search": SEARCH, "bias_schedule": ("auto", "constant", "weaning"), "calibration_reference": (10, 100)}
     for key, allowed in choices.items():
         if key in flags and flags[key] not in allowed:
             _fail(path, f"{where}: {key} {flags[key]!r} is not one of {', '.join(allowed)}")

@@ -103,15 +103,15 @@ def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float
     return out
 
 
-def analytic_trials(base: dict, calibration: dict, lr_for, seeds: int, resources: Resources, schedule_for=None) -> list[dict]:
-    """One trial per loss and seed with the computed parameters (no search)."""
+def analytic_trials(base: dict, calibration: dict, lr_for, seeds: int, resources: Resources) -> list[dict]:
+    """One trial per loss and seed with the computed parameters (no search); a relative logit-bias
+    schedule in ``base`` (``--bias-schedule weaning``) applies to the trials with ε > 0."""
     trials = []
     for loss, cal in calibration.items():
         lr = float(lr_for(loss, cal["logit_bias"] > 0))
-        schedule = schedule_for(loss, cal) if schedule_for else None
         for seed in range(seeds):
             train = {**base, "loss": loss, "loss_params": cal["params"], "logit_bias": cal["logit_bias"],
-                     "logit_bias_schedule": schedule, "lr": lr, "seed": seed}
+                     "lr": lr, "seed": seed}
             trials.append(make_spec(train, resources, loss=loss, params=cal["params"], logit_bias=cal["logit_bias"], lr=lr, seed=seed))
     return trials
 

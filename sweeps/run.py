@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "table config from sweeps/configs/paper/ together with --setting")
     p.add_argument("--setting", default=None, help="paper config: which setting (e.g. sym-40) to run; "
                    "compare: also print the paper's reported numbers beside ours")
+    p.add_argument("--row", default=None, help="paper config: run the companion invocation that produces this "
+                   "paper row instead of the setting's own (e.g. 'NF-MAE**', 'MAE*'; see the config's row_losses)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="synthetic")
     d.add_argument("--data-root", default=None, help="folder holding the dataset files")
@@ -89,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-params", type=_kv, default={}, help="train: loss hyperparameters k=v,... (q, a, alpha, beta, gamma, A, t1, t2)")
     t.add_argument("--logit-bias", default="0", help="train: ε added to the target logit, a number or auto (Eq. 4 for the dataset's K)")
     t.add_argument("--bias-c", type=float, default=C_DEFAULT, help="Eq. 4 constant c: E[p_y] after the bias (reconstructed default)")
+    t.add_argument("--bias-schedule", choices=("auto", "constant", "weaning"), default="auto",
+                   help="logit bias over epochs: weaning = the paper's '**' ladder, 6 values from ε down to ε/6, "
+                   "11 epochs each, repeating (values reconstructed), for every run with ε > 0; constant = ε "
+                   "throughout; auto = weaning for analytic mode on webvision, else constant")
     t.add_argument("--calibration-reference", type=int, choices=(10, 100), default=100,
                    help="analytic: K_ref of the setting the '+' losses are calibrated from: 100 = CIFAR-100 "
                    "parameters (reconstructed default), 10 = CIFAR-10 parameters")
@@ -120,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None = None) -> dict:
+def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None = None, row: str | None = None) -> dict:
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
@@ -139,7 +145,7 @@ def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None
             cfg = paper.load_paper_config(path)
             if setting is None:
                 raise CLIError(f"--config {path!r} is a paper table: add --setting, one of {', '.join(cfg.settings)}")
-            data = paper.setting_flags(cfg, setting)
+            data = paper.row_flags(cfg, setting, row) if row else paper.setting_flags(cfg, setting)
         except paper.PaperConfigError as exc:
             raise CLIError(str(exc).splitlines()[0]) from None
         except ValueError as exc:
@@ -149,7 +155,7 @@ def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None
     out = {}
     for key, value in data.items():
         dest = aliases.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
-        if dest not in dests or dest in ("help", "config", "setting"):
+        if dest not in dests or dest in ("help", "config", "setting", "row"):
             raise CLIError(f"--config {path!r}: unknown key {key!r}")
         action = dests[dest]
         if isinstance(value, list) and dest in ("losses", "lrs"):
@@ -161,6 +167,9 @@ def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None
             value = action.type(value)
         elif action.type is not None and dest == "lrs":
             value = action.type(str(value))
+        if action.choices is not None and value not in action.choices:
+            raise CLIError(f"--config {path!r}: {key} {value!r} is not one of "
+                           f"{', '.join(map(str, action.choices))}")
         out[dest] = value
     return out
 
@@ -174,7 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = parser.parse_args(argv)
     if first.config:
-        parser.set_defaults(**_load_config(first.config, parser, first.setting))
+        parser.set_defaults(**_load_config(first.config, parser, first.setting, first.row))
         args = parser.parse_args(argv)
     else:
         args = first

@@ -166,6 +166,23 @@ def test_ddp_two_ranks_agree(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- config
+def test_relative_weaning_schedule_follows_each_runs_own_bias():
+    """{"kind": "weaning"} expands against the run's ε: linspace(ε, ε/steps, steps); ε = 0 -> none."""
+    assert C.weaning_values(6.0, 6) == pytest.approx([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    assert C.weaning_values(2.0, 1) == [2.0] and C.weaning_values(3.0, 3, low=0.0) == pytest.approx([3.0, 1.5, 0.0])
+    rel = {"kind": "weaning", "steps": 3, "hold": 2}
+    cfg = TrainConfig.from_dict(dict(BASE, loss="mae", logit_bias=4.5, logit_bias_schedule=rel)).resolved()
+    assert cfg.logit_bias_schedule["values"] == pytest.approx([4.5, 3.0, 1.5]) and cfg.logit_bias_schedule["hold"] == 2
+    assert TrainConfig.from_dict(dict(BASE, logit_bias_schedule=rel)).resolved().logit_bias_schedule is None
+    out = engine.train(dict(BASE, loss="mae", epochs=7, logit_bias=4.5, logit_bias_schedule=rel))
+    assert [m["logit_bias"] for m in out["history"]] == pytest.approx([4.5, 4.5, 3.0, 3.0, 1.5, 1.5, 4.5])
+    for bad, match in (({"kind": "weaning", "steps": 0, "hold": 11}, "steps=0"),
+                       ({"kind": "cosine", "steps": 6, "hold": 11}, "relative form"),
+                       ({"kind": "weaning", "hold": 11}, "relative form")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_dict({"logit_bias_schedule": bad})
+
+
 def test_config_round_trip_and_bad_keys():
     cfg = TrainConfig.from_dict(dict(BASE, loss_params={"q": 0.5}, loss="gce"))
     d = cfg.to_dict()

@@ -43,3 +43,24 @@ def test_analytic_calibration_reference_k10(tmp_path):
     bad = run_cli(["--mode", "analytic", "--calibration-reference", "50", "--storage-path", str(tmp_path / "s2")])
     assert bad.returncode == 2 and "--calibration-reference" in bad.stderr and "50" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_bias_schedule_flag_reaches_every_biased_trial():
+    """--bias-schedule weaning: every grid trial with ε > 0 trains on the ladder from its own ε;
+    auto: the ladder only for analytic mode on webvision."""
+    from robustloss_core.config import TrainConfig
+    from services import app, sweeps
+    from sweeps.run import parse_args
+
+    args = parse_args(["--mode", "grid", "--losses", "mae", "--classes", "20", "--bias-schedule", "weaning",
+                       "--grid-file", "sweeps/configs/paper/grids/webvision-mae-star.yaml", "--epochs", "3"])
+    trials = sweeps.grid_trials(app.base_train(args), args.losses, {"mae": {"logit_bias": [0.0, 6.0]}}, [0.1], 1,
+                                app.resources_from(args))
+    ladders = [TrainConfig.from_dict(t["train"]).resolved().logit_bias_schedule for t in trials]
+    assert ladders[0] is None
+    assert ladders[1]["values"] == pytest.approx([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]) and ladders[1]["hold"] == 11
+    assert app.base_train(parse_args(["--mode", "grid", "--losses", "mae"]))["logit_bias_schedule"] is None
+    wv = parse_args(["--mode", "analytic", "--dataset", "webvision", "--data-root", "/nonexistent", "--losses", "mae"])
+    assert app.bias_schedule(wv) == {"kind": "weaning", "steps": 6, "hold": 11}
+    wv.bias_schedule = "constant"
+    assert app.bias_schedule(wv) is None

@@ -34,6 +34,13 @@ def test_config_file_errors(tmp_path):
     unknown.write_text("mode: grid\nlearning_rate_typo: 3\n")
     with pytest.raises(CLIError, match="learning_rate_typo"):
         parse_args(["--config", str(unknown)])
+    for text, needle in (("mode: bogus\n", "mode 'bogus' is not one of train"),
+                         ("bias_schedule: cosine\n", "bias_schedule 'cosine' is not one of auto, constant, weaning"),
+                         ("calibration_reference: 50\n", "calibration_reference 50 is not one of 10, 100")):
+        choice = tmp_path / "choice.yaml"
+        choice.write_text(text)   # a config value is checked against the flag's choices, as on the command line
+        with pytest.raises(CLIError, match=needle):
+            parse_args(["--config", str(choice)])
 
 
 def test_config_file_and_override(tmp_path):
@@ -81,3 +88,15 @@ def test_cli_missing_data_root(tmp_path):
     proc = run_cli(["--mode", "grid", "--dataset", "cifar10", "--losses", "ce", "--data-root", str(tmp_path / "nodata"),
                     "--storage-path", str(tmp_path / "store")])
     one_line_error(proc, str(tmp_path / "nodata"))
+
+
+def test_paper_config_row_runs_its_companion_invocation():
+    """--row picks the invocation that produces one paper row (here Table 3's weaned genCE**)."""
+    t3 = ["--config", "sweeps/configs/paper/table3_webvision.yaml", "--setting", "webvision", "--data-root", "/x"]
+    args = parse_args(t3 + ["--row", "genCE**"])
+    assert (args.mode, args.losses, args.bias_schedule, args.lrs) == ("grid", ["nfl_mae", "gce"], "weaning", [0.1])
+    assert args.grids["gce"] == {"q": [0.7], "logit_bias": [6.09]}
+    main = parse_args(t3)
+    assert (main.mode, main.bias_schedule) == ("analytic", "auto")
+    with pytest.raises(CLIError, match="unknown row 'bogus'; valid: NF-MAE"):
+        parse_args(t3 + ["--row", "bogus"])

@@ -21,7 +21,8 @@ EXPECTED_FILES = {
 # The CLI flags the brief names (YAML keys = flag names with "_").
 BRIEF_KEYS = {"mode", "dataset", "data_root", "classes", "losses", "loss_params", "logit_bias", "lr", "lrs", "noise",
               "noise_rate", "noise_variant", "epochs", "batch_size", "model", "seeds", "search", "num_workers",
-              "use_gpu", "gpus_per_trial", "storage_path", "name", "grid_file"}
+              "use_gpu", "gpus_per_trial", "storage_path", "name", "grid_file",
+              "bias_schedule"}   # not in the brief: added so Table 3's NF-MAE** / genCE** rows can run
 ALL_LOSSES = {"ce", "mae", "gce", "sce", "nce", "nfl", "agce", "nce_mae", "nfl_mae", "nce_agce", "bitemp"}
 DATASETS = {"synthetic", "cifar10", "cifar100", "fashionmnist", "webvision", "mini-webvision", "imagefolder"}
 
@@ -93,6 +94,14 @@ def test_grid_files_are_valid_grids_with_published_values():
             assert {k: v[0] for k, v in grid.items()} == pytest.approx(want), (fname, dataset, loss)
     star = yaml.safe_load((PAPER_DIR / "grids" / "webvision-mae-star.yaml").read_text())
     assert star["losses"]["mae"]["logit_bias"] == [pytest.approx(presets.EPSILON_C025[1000])]
+    weaned = yaml.safe_load((PAPER_DIR / "grids" / "webvision-star-star.yaml").read_text())
+    for loss, grid in weaned["losses"].items():   # NF-MAE** / genCE**: published params + ε(1000)
+        grid = dict(grid)
+        assert grid.pop("logit_bias") == [pytest.approx(presets.EPSILON_C025[1000])]
+        assert {k: v[0] for k, v in grid.items()} == pytest.approx(presets.loss_preset(loss, "webvision")["params"])
+    t3 = cfg("table3_webvision.yaml")
+    for label in ("NF-MAE**", "genCE**"):
+        assert P.row_flags(t3, "webvision", label)["bias_schedule"] == "weaning"
 
 
 def _all_invocation_flags():
