@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from services import salvage
 from services import storage as st
 from services.trainer import resolve_trial_spec, run_trial, trial_gpus
 
@@ -203,6 +204,19 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=base, storage=storage, experiment=name), resources.trial_resources()
     )
+    if resume and not salvage.state_readable(storage, name) and storage.exists(name, "tuner.pkl"):
+        # Tune's experiment state was cut short (a kill during its in-place write): rebuild from the trials
+        if search != "grid":
+            raise ExperimentExistsError(f"--resume: Tune's experiment state {salvage.newest_state(storage, name)} at "
+                                        f"{storage.display(name)} is unreadable (truncated by a kill); only grid "
+                                        f"sweeps can be rebuilt from their trials: start again under a new --name")
+        done, trials, aside = salvage.prepare(storage, name, trials)
+        print(f"--resume: Tune's experiment state is unreadable (set aside: {', '.join(aside)}); rebuilt from the "
+              f"trial folders: {len(done)} trial(s) finished, {len(trials)} to run "
+              f"({sum(1 for t in trials if t.get('resume_from'))} from their last checkpoint)", flush=True)
+        resume = False
+        if not trials:
+            return SweepResult(name=name, rows=done, wall_seconds=prior_wall, location=storage.display(name))
     if resume:
         if not tune.Tuner.can_restore(exp_path, storage_filesystem=storage.fs):
             raise ExperimentExistsError(f"--resume: no restorable Tune experiment at {storage.display(name)}")
@@ -232,7 +246,7 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
             param_space = {"trial": tune.grid_search(trials)}
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
     grid = tuner.fit()
-    rows = []
+    rows = salvage.salvaged_rows(storage, name)   # trials finished before a rebuild, if there was one
     for r in grid:
         if not r.config:  # a trial whose actor never started has no config to label it with
             print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")

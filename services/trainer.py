@@ -7,7 +7,8 @@ A *trial spec* is a plain JSON-able dict, the unit every sweep is made of::
      "gpus_per_worker": 0.0, "cpus_per_worker": 1,
      "max_failures": 2,                    # retries from the last checkpoint
      "label": {"loss": ..., "params": {...}, "logit_bias": ..., "lr": ..., "seed": ...},
-     "fault_injection": None}              # {"epoch": k, "marker": path}: fail once after epoch k (tests)
+     "fault_injection": None,              # {"epoch": k, "marker": path}: fail once after epoch k (tests)
+     "resume_from": None}                  # optional: a checkpoint to start from (services/salvage.py)
 
 Two ways a trial runs (``run_trial`` picks per spec):
 
@@ -46,6 +47,12 @@ def trial_gpus(spec: dict) -> float:
     return spec["num_workers"] * spec.get("gpus_per_worker", 0.0) if spec.get("use_gpu") else 0.0
 
 
+def accounting(spec: dict, elapsed: float) -> dict:
+    """Compute a trial has used after ``elapsed`` wall seconds (start-up and earlier restarts included)."""
+    return {"trial_seconds": elapsed, "worker_seconds": elapsed * spec["num_workers"],
+            "gpu_seconds": elapsed * trial_gpus(spec)}
+
+
 def _restore(checkpoint) -> dict | None:
     """Engine state saved in a Ray checkpoint; re-raises a recorded non-finite loss at once."""
     if checkpoint is None:
@@ -62,7 +69,6 @@ def _epoch_reporter(spec: dict, report, make_checkpoint, *, is_rank0: bool, star
     """``on_epoch`` callback: add compute accounting, save the state, report, maybe inject a fault."""
     import ray
 
-    gpus = trial_gpus(spec)
     fault = spec.get("fault_injection") or None
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
@@ -70,8 +76,7 @@ def _epoch_reporter(spec: dict, report, make_checkpoint, *, is_rank0: bool, star
         elapsed = prior + time.time() - started
         row = dict(metrics)
         row.pop("history", None)
-        row.update(trial_seconds=elapsed, worker_seconds=elapsed * spec["num_workers"], gpu_seconds=elapsed * gpus,
-                   node_id=node_id)
+        row.update(accounting(spec, elapsed), node_id=node_id)
         state = get_state() if is_rank0 else None
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
@@ -181,11 +186,14 @@ def run_trial(config: dict, spec: dict | None = None, storage=None, experiment: 
 
     spec = resolve_trial_spec(config, spec)
     if spec["num_workers"] == 1:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None and spec.get("resume_from"):  # a salvaged trial (services/salvage.py)
+            checkpoint = tune.Checkpoint(spec["resume_from"], filesystem=storage.fs if storage else None)
         _run_engine(
             spec,
             report=tune.report,
             make_checkpoint=tune.Checkpoint.from_directory,
-            checkpoint=tune.get_checkpoint(),
+            checkpoint=checkpoint,
             is_rank0=True,
             device="cuda" if spec.get("use_gpu") else "cpu",
         )

@@ -14,7 +14,7 @@ BASE = {"dataset": "synthetic", "dataset_args": {"classes": 10, "train_per_class
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a stale cluster
     yield
     ray.shutdown()
 

@@ -94,8 +94,9 @@ def test_train_two_workers_ddp(tmp_path):
     assert list((tmp_path / "store" / "ddp").glob("checkpoint_*"))
 
 
-def test_kill_and_resume_grid_repeats_nothing(tmp_path):
-    """SIGKILL the driver mid-sweep; `--resume` finishes it without re-running finished trials."""
+def _kill_mid_sweep(tmp_path):
+    """Start a 5-trial grid (1 at a time, 4 epochs), SIGKILL the driver once 2 trials finished and a
+    third is running. Returns (CLI args, experiment folder, {trial dir: result rows}, finished dirs)."""
     grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.01, 0.02, 0.03, 0.04, 0.05]\nlosses:\n  ce: {}\n")
     store = tmp_path / "store"
     args = ["--mode", "grid", "--name", "kr", "--losses", "ce", "--epochs", "4", "--grid-file", grid,
@@ -119,18 +120,48 @@ def test_kill_and_resume_grid_repeats_nothing(tmp_path):
     before = {d.name: result_rows(d) for d in trial_dirs(exp)}
     finished = [n for n, r in before.items() if len(r) == 4]
     assert len(finished) >= 2
+    return args, exp, before, finished
 
+
+@pytest.mark.parametrize("state", ["intact", "truncated"])
+def test_kill_and_resume_grid_repeats_nothing(tmp_path, state):
+    """SIGKILL the driver mid-sweep; `--resume` finishes it without re-running finished trials or
+    finished epochs. "truncated": the kill also cut Tune's experiment state short (Tune writes it in
+    place; seen in CI), so the sweep is rebuilt from the trial folders (services/salvage.py)."""
+    args, exp, before, finished = _kill_mid_sweep(tmp_path)
+    if state == "truncated":
+        newest = sorted(exp.glob("experiment_state-*.json"))[-1]
+        newest.write_text(newest.read_text()[:100])
     resumed = run_cli(args + ["--resume"], env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = {d.name: result_rows(d) for d in trial_dirs(exp)}
-    assert len(after) == 5
     for n in finished:  # finished trials were not re-run
         assert after[n] == before[n]
-    for n, rows in after.items():  # every trial reached the last epoch, and none started over from epoch 1
-        epochs = [r["epoch"] for r in rows]
-        assert epochs[-1] == 4 and epochs.count(1) == 1, (n, epochs)
     summary = json.loads((exp / "summary.json").read_text())
-    assert len(summary["runs"]) == 5 and all(r["status"] == "ok" for r in summary["runs"])
+    assert len(summary["runs"]) == 5 and all(r["status"] == "ok" and r["epochs"] == 4 for r in summary["runs"])
+    assert sorted(r["lr"] for r in summary["runs"]) == [0.01, 0.02, 0.03, 0.04, 0.05]
+    rebuilt = "rebuilt from the trial folders" in resumed.stdout
+    if state == "intact" and not rebuilt:   # (the kill itself may have cut Tune's state: then it is rebuilt too)
+        assert len(after) == 5
+        for n, rows in after.items():  # every trial reached the last epoch, and none started over from epoch 1
+            epochs = [r["epoch"] for r in rows]
+            assert epochs[-1] == 4 and epochs.count(1) == 1, (n, epochs)
+        return
+    assert rebuilt
+    assert len(list(exp.glob("experiment_state-*.json.unreadable-*"))) == 1 and list(exp.glob("tuner.pkl.unreadable-*"))
+    by_lr: dict = {}
+    for d in trial_dirs(exp):
+        text = (d / "params.json").read_text()
+        if not text.strip():   # the kill can cut a just-started trial's params.json too: salvage skips it
+            continue
+        lr = json.loads(text)["trial"]["label"]["lr"]
+        by_lr.setdefault(lr, []).extend(r["epoch"] for r in result_rows(d))
+    for lr, epochs in by_lr.items():  # no logged epoch trained twice (a killed driver may not have logged the
+        assert len(epochs) == len(set(epochs)), (lr, epochs)   # last epochs its trial checkpointed: summary has 4)
+    # a second --resume of the rebuilt sweep restores normally and keeps the rebuilt rows
+    again = run_cli(args + ["--resume"])
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert len(json.loads((exp / "summary.json").read_text())["runs"]) == 5
 
 
 def test_sweep_against_started_cluster(tmp_path):
