@@ -204,8 +204,10 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec=base, storage=storage, experiment=name), resources.trial_resources()
     )
-    if resume and not salvage.state_readable(storage, name) and storage.exists(name, "tuner.pkl"):
-        # Tune's experiment state was cut short (a kill during its in-place write): rebuild from the trials
+    if resume and not salvage.state_readable(storage, name) and (
+            storage.exists(name, "tuner.pkl") or storage.exists(name, salvage.SALVAGED)):
+        # Tune's experiment state was cut short (a kill during its in-place write), or an earlier rebuild
+        # found every trial finished and started no Tune run: rebuild from the trials' own folders
         if search != "grid":
             raise ExperimentExistsError(f"--resume: Tune's experiment state {salvage.newest_state(storage, name)} at "
                                         f"{storage.display(name)} is unreadable (truncated by a kill); only grid "

@@ -74,3 +74,19 @@ def test_state_readable_on_a_complete_state(tmp_path):
     (tmp_path / "e" / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
     (tmp_path / "e" / "experiment_state-2025-01-01_00-00-00.json").write_text("")   # older one: not looked at
     assert salvage.state_readable(storage, "e")
+
+
+def test_prepare_again_after_everything_finished_keeps_the_rows(tmp_path):
+    """A rebuild that found every trial finished starts no Tune run; a second one returns the same rows."""
+    storage = resolve_storage(tmp_path / "store")
+    exp = tmp_path / "store" / "kr"
+    exp.mkdir(parents=True)
+    (exp / "tuner.pkl").write_bytes(b"old tuner")
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text("")
+    specs = [spec(0.01), spec(0.02)]
+    trial(exp, "ce_a", specs[0], [4])
+    trial(exp, "ce_b", specs[1], [3, 4])
+    rows, todo, _ = salvage.prepare(storage, "kr", specs)
+    assert todo == [] and len(rows) == 2
+    again, todo2, aside2 = salvage.prepare(storage, "kr", specs)
+    assert again == rows and todo2 == [] and aside2 == []
