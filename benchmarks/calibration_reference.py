@@ -15,7 +15,7 @@ parameters); the paper's text names CIFAR-10 as its example reference (K_ref = 1
   C. budget: the best lr, 0 % noise, seed 0, 24 epochs instead of 8.
 
 Rows (``spec``): CE; MAE* (Eq. 4 epsilon); GCE+, NCE+MAE+ and NCE+AGCE+ calibrated from K_ref = 100 and
-from K_ref = 10 (``theory.default_calibration(..., reference_classes=K_ref)``).
+from K_ref = 10 (``paper_claims.loss_spec("gce+10", K)`` = ``theory.default_calibration(..., reference_classes=10)``).
 """
 from __future__ import annotations
 
@@ -39,19 +39,6 @@ LONG_EPOCHS = 24
 NOISE = [0.0, 0.4]
 SEEDS = [0, 1, 2]
 SMOKE = dict(K=20, rows=["ce", "gce+10"], lrs=[0.1], size=(5, 2, 1), long_epochs=2, noise=[0.0], seeds=[0])
-
-
-def spec(label: str, k: int) -> dict:
-    """Row label -> {"loss", "loss_params", "logit_bias", "note"}."""
-    from robustloss_core import theory
-
-    if label in ("ce", "mae*"):
-        return pc.loss_spec(label, k)
-    loss, k_ref = label.split("+")
-    cal = theory.default_calibration(loss, k, reference_classes=int(k_ref))
-    params = {n: float(v) for n, v in cal.params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return dict(loss=loss, loss_params=params, logit_bias=0.0,
-                note=f"K_ref={k_ref}, free {cal.free}, target {cal.target:.4g}")
 
 
 def jobs_for(specs: dict, k, lrs_of, noise, seeds, size, done) -> list[dict]:
@@ -90,7 +77,7 @@ def main(argv=None) -> int:
     os.makedirs(a.out, exist_ok=True)
     jsonl = os.path.join(a.out, "calibration_reference.jsonl")
     rows = pc.load_results(jsonl)
-    specs = {label: spec(label, k) for label in rows_l}
+    specs = {label: pc.loss_spec(label, k) for label in rows_l}
     t0 = time.time()
 
     def run(jobs, tag):

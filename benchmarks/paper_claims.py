@@ -59,19 +59,20 @@ SMOKE = dict(ks=[10], noise=[0.0], seeds=[0], losses=["ce", "mae*"], sizes={10: 
 
 
 def loss_spec(label: str, K: int) -> dict:
-    """-> {"loss", "loss_params", "logit_bias", "note"} for a row label at K classes."""
+    """-> {"loss", "loss_params", "logit_bias", "note"} for a row label at K classes. ``loss+`` is
+    calibrated from the default reference; ``loss+10`` (``loss+100``) from K_ref = 10 (100)."""
     from robustloss_core import theory
 
-    base = label.rstrip("+*")
+    base, plus, k_ref = label.rstrip("*").partition("+")
     if label == "ce":
         return dict(loss="ce", loss_params={}, logit_bias=0.0, note="")
     if label == "mae":
         return dict(loss="mae", loss_params={}, logit_bias=0.0, note="")
     if label == "mae*":
         return dict(loss="mae", loss_params={}, logit_bias=float(theory.logit_bias(K)), note="Eq. 4, c=0.25")
-    if label.endswith("+"):
-        cal = theory.default_calibration(base, K)
-        params = {k: float(v) for k, v in cal.params.items() if isinstance(v, (int, float))}
+    if plus:
+        cal = theory.default_calibration(base, K, reference_classes=int(k_ref) if k_ref else None)
+        params = {k: float(v) for k, v in cal.params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return dict(loss=base, loss_params=params, logit_bias=0.0, note=cal.note or "")
     return dict(loss=base, loss_params=dict(PUBLISHED[base]), logit_bias=0.0, note="published (CIFAR-10 column)")
 

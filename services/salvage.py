@@ -21,9 +21,7 @@ Train runs); they restart from epoch 1 here.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 
 from pyarrow import fs as pafs
@@ -79,21 +77,17 @@ def _newest_checkpoint(storage: st.Storage, *trial_dir: str) -> tuple[str | None
 
 
 def _read_checkpoint(storage: st.Storage, path: str) -> dict:
-    """{"nonfinite": reason} or {"state": engine state} of one checkpoint folder."""
-    import torch
+    """{"nonfinite": reason} or {"state": engine state} of one checkpoint folder, read as a resumed
+    trial reads it (``trainer._restore``)."""
+    from ray import tune
 
-    from services.trainer import NONFINITE_FILE, STATE_FILE
+    from robustloss_core.engine import NonFiniteLossError
+    from services.trainer import _restore
 
     try:
-        with storage.fs.open_input_stream(f"{path}/{NONFINITE_FILE}") as f:
-            return {"nonfinite": json.loads(f.read().decode())["reason"]}
-    except (FileNotFoundError, OSError):
-        pass
-    with tempfile.TemporaryDirectory() as d:
-        local = os.path.join(d, STATE_FILE)
-        with storage.fs.open_input_stream(f"{path}/{STATE_FILE}") as src, open(local, "wb") as dst:
-            dst.write(src.read())
-        return {"state": torch.load(local, map_location="cpu", weights_only=False)}
+        return {"state": _restore(tune.Checkpoint(path, filesystem=storage.fs))}
+    except NonFiniteLossError as exc:
+        return {"nonfinite": str(exc)}
 
 
 def _progress(content: dict | None) -> float:
@@ -161,7 +155,7 @@ def prepare(storage: st.Storage, name: str, trials: list[dict]) -> tuple[list[di
             rows.append(run_row(spec, metrics, None))
         else:
             todo.append({**spec, "resume_from": ckpt})
-    earlier = storage.read_json(name, SALVAGED)["runs"] if storage.exists(name, SALVAGED) else []
+    earlier = salvaged_rows(storage, name)
     known = {json.dumps(r, sort_keys=True, default=str) for r in earlier}
     merged = earlier + [r for r in rows if json.dumps(r, sort_keys=True, default=str) not in known]
     storage.write_json({"runs": merged, "set_aside": aside, "time": stamp}, name, SALVAGED)

@@ -3,6 +3,7 @@ import json
 
 import torch
 
+from robustloss_core.engine import STATE_FORMAT
 from services import salvage
 from services.storage import resolve_storage
 from services.trainer import NONFINITE_FILE, STATE_FILE
@@ -27,7 +28,8 @@ def trial(exp, dirname, s, checkpoints):
         elif c == "cut":
             (ck / STATE_FILE).write_bytes(b"PK\x03\x04 truncated")
         else:
-            torch.save({"epoch": c, "metrics": {"epoch": c, "test_top1": 10.0 * c, "test_top5": 50.0},
+            torch.save({"format": STATE_FORMAT, "epoch": c,
+                        "metrics": {"epoch": c, "test_top1": 10.0 * c, "test_top5": 50.0},
                         "robustloss_elapsed": 3.0 * c}, ck / STATE_FILE)
 
 
