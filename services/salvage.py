@@ -8,7 +8,8 @@ stored themselves (:func:`prepare`):
 
 * every trial folder holds ``params.json`` (its spec, ``{"trial": spec}``) and its newest
   ``checkpoint_*/state.pt`` (the full engine state after the last finished epoch, with the trial's
-  elapsed time) — or the non-finite-loss marker;
+  elapsed time) — or the non-finite-loss marker — with ``spec.json``, a copy of the spec. The driver
+  re-copies ``params.json`` at every snapshot, so the kill can cut it too; then that copy names the trial;
 * a spec whose checkpoint is at the last epoch (or marks a non-finite loss) is done: its summary row
   comes from the checkpoint and is kept in ``salvaged.json``;
 * the others run again as a new Tune run in the same folder, each continuing from its newest
@@ -78,16 +79,22 @@ def _newest_checkpoint(storage: st.Storage, *trial_dir: str) -> tuple[str | None
 
 def _read_checkpoint(storage: st.Storage, path: str) -> dict:
     """{"nonfinite": reason} or {"state": engine state} of one checkpoint folder, read as a resumed
-    trial reads it (``trainer._restore``)."""
+    trial reads it (``trainer._restore``), with {"spec": trial spec} where the checkpoint holds one."""
     from ray import tune
 
     from robustloss_core.engine import NonFiniteLossError
-    from services.trainer import _restore
+    from services.trainer import SPEC_FILE, _restore
 
     try:
-        return {"state": _restore(tune.Checkpoint(path, filesystem=storage.fs))}
+        content = {"state": _restore(tune.Checkpoint(path, filesystem=storage.fs))}
     except NonFiniteLossError as exc:
-        return {"nonfinite": str(exc)}
+        content = {"nonfinite": str(exc)}
+    try:
+        with storage.fs.open_input_stream(f"{path}/{SPEC_FILE}") as f:
+            content["spec"] = json.loads(f.read().decode())
+    except (FileNotFoundError, OSError, ValueError):   # checkpoints written before spec.json existed
+        pass
+    return content
 
 
 def _progress(content: dict | None) -> float:
@@ -99,20 +106,22 @@ def _progress(content: dict | None) -> float:
 
 def scan(storage: st.Storage, name: str) -> dict:
     """{spec key: {"spec", "checkpoint" (path or None), "content" (see _read_checkpoint or None)}} over
-    the experiment's trial folders; where a spec ran in several folders the furthest checkpoint wins."""
+    the experiment's trial folders; where a spec ran in several folders the furthest checkpoint wins.
+    A folder's spec is its ``params.json`` or, where the kill cut that, its newest checkpoint's copy."""
     found: dict = {}
     for e in _entries(storage, name):
         if e.type != pafs.FileType.Directory:
             continue
         try:
             with storage.fs.open_input_stream(storage.path(name, e.base_name, "params.json")) as f:
-                params = json.loads(f.read().decode())
-        except (FileNotFoundError, OSError, ValueError):
-            continue
-        spec = params.get("trial")
+                spec = json.loads(f.read().decode()).get("trial")
+        except (FileNotFoundError, OSError, ValueError, AttributeError):
+            spec = None
+        ckpt, content = _newest_checkpoint(storage, name, e.base_name)
+        if not isinstance(spec, dict) or "train" not in spec:
+            spec = (content or {}).get("spec")
         if not isinstance(spec, dict) or "train" not in spec:
             continue
-        ckpt, content = _newest_checkpoint(storage, name, e.base_name)
         entry = {"spec": spec, "checkpoint": ckpt, "content": content}
         prev = found.get(_key(spec))
         if prev is None or _progress(entry["content"]) > _progress(prev["content"]):

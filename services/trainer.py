@@ -37,6 +37,7 @@ from robustloss_core.config import TrainConfig
 
 STATE_FILE = "state.pt"
 NONFINITE_FILE = "nonfinite.json"
+SPEC_FILE = "spec.json"   # the trial spec, in every checkpoint: a checkpoint says which trial it belongs to
 
 
 class InjectedFault(RuntimeError):
@@ -65,6 +66,14 @@ def _restore(checkpoint) -> dict | None:
         return engine.load_checkpoint(os.path.join(d, STATE_FILE))
 
 
+def _write_spec(spec: dict, folder: str) -> None:
+    """Put the trial spec beside a checkpoint's state. The trial writes its checkpoints to the storage
+    itself, once, while Tune's driver re-copies ``params.json`` at every snapshot, so a killed driver can
+    leave ``params.json`` cut short but not this copy (services/salvage.py reads it then)."""
+    with open(os.path.join(folder, SPEC_FILE), "w") as f:
+        json.dump({k: v for k, v in spec.items() if not k.startswith("_")}, f)
+
+
 def _epoch_reporter(spec: dict, report, make_checkpoint, *, is_rank0: bool, started: float, prior: float):
     """``on_epoch`` callback: add compute accounting, save the state, report, maybe inject a fault."""
     import ray
@@ -83,6 +92,7 @@ def _epoch_reporter(spec: dict, report, make_checkpoint, *, is_rank0: bool, star
             if state is not None:
                 state["robustloss_elapsed"] = elapsed
                 engine.save_checkpoint(state, os.path.join(d, STATE_FILE))
+                _write_spec(spec, d)
                 checkpoint = make_checkpoint(d)
             report(row, checkpoint=checkpoint)
         if fault and metrics["epoch"] == fault["epoch"] and not os.path.exists(fault["marker"]):
@@ -93,11 +103,12 @@ def _epoch_reporter(spec: dict, report, make_checkpoint, *, is_rank0: bool, star
     return on_epoch
 
 
-def _record_nonfinite(exc: Exception, report, make_checkpoint, last_metrics: dict) -> None:
+def _record_nonfinite(exc: Exception, spec: dict, report, make_checkpoint, last_metrics: dict) -> None:
     """Store a non-finite-loss marker as the latest checkpoint so retries fail at once, not retrain."""
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, NONFINITE_FILE), "w") as f:
             json.dump({"reason": str(exc)}, f)
+        _write_spec(spec, d)
         report({**last_metrics, "error": str(exc)}, checkpoint=make_checkpoint(d))
 
 
@@ -128,7 +139,7 @@ def _run_engine(spec: dict, *, report, make_checkpoint, checkpoint, is_rank0: bo
         return engine.train(TrainConfig.from_dict(config), on_epoch=tracking, resume_state=resume)
     except engine.NonFiniteLossError as exc:
         if is_rank0:
-            _record_nonfinite(exc, report, make_checkpoint, last)
+            _record_nonfinite(exc, spec, report, make_checkpoint, last)
         raise
 
 
