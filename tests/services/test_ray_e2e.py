@@ -112,8 +112,8 @@ def _kill_mid_sweep(tmp_path):
     data of the other tests a whole trial lasts a fraction of a second and the poll can miss it."""
     grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.01, 0.02, 0.03, 0.04, 0.05]\nlosses:\n  ce: {}\n")
     store = tmp_path / "store"
-    data = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_per_class=1000,test_per_class=10",
-            "--batch-size", "32", "--quiet"]
+    data = [a.replace("train_per_class=20", "train_per_class=1000") for a in TINY]
+    assert data != TINY
     args = ["--mode", "grid", "--name", "kr", "--losses", "ce", "--epochs", "4", "--grid-file", grid,
             "--max-concurrent-trials", "1", "--storage-path", str(store), *data]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TUNE_GLOBAL_CHECKPOINT_S": "0"}
