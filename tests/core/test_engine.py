@@ -2,6 +2,7 @@
 ε schedule, divergence, config round trip and presets, the DataLoader path and a 2-rank DDP run."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -153,6 +154,10 @@ def _ddp_worker(rank, world, init, out):
             json.dump(res["history"], f)
     finally:
         torch.distributed.destroy_process_group()
+    # torch 2.14's DDP over gloo sometimes aborts at interpreter exit, after all work is done ("terminate
+    # called without an active exception", 8 of 40 bare two-rank DDP runs here; cf. pytorch#90549): this
+    # rank's results are written, so leave without running the C++ destructors (0 of 60 then)
+    os._exit(0)
 
 
 def test_ddp_two_ranks_agree(tmp_path):
