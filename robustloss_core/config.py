@@ -22,6 +22,15 @@ the LR drops). Or, relative to the run's own ``logit_bias`` ε: ``{"kind": "wean
 expanded by :meth:`TrainConfig.resolved` (to no schedule when ε = 0), so one spec serves every ε of a
 grid. Without a schedule every epoch uses ``logit_bias``. The bias only enters the training loss;
 evaluation uses the raw logits.
+
+Dynamic logit bias: ``{"kind": "dynamic", "c": 0.25}`` starts at ``logit_bias`` and after every epoch
+the engine re-solves ε so that the epoch's mean training p_y with the bias equals c (Eq. 4's target,
+measured on the network instead of assumed at initialisation), clamped at ε ≥ 0; kept as is by
+:meth:`TrainConfig.resolved`, see ``engine.next_dynamic_bias``.
+
+Validation hold-out: ``val_fraction`` f (0 ≤ f < 1, default 0.1; 0 disables) of the training set,
+stratified by clean class and carrying noisy labels, is held out of training and evaluated beside the
+test set (``engine`` module docstring).
 """
 from __future__ import annotations
 
@@ -88,12 +97,19 @@ def weaning_values(eps: float, steps: int = 6, low: float | None = None) -> list
 
 
 def validate_logit_bias_schedule(s: dict) -> dict:
-    """Check ``{"values": [...], "hold": n}`` (plus optional "source"/"reconstructed") or the relative
-    ``{"kind": "weaning", "steps": n, "hold": n}``; returns a copy."""
+    """Check ``{"values": [...], "hold": n}`` (plus optional "source"/"reconstructed"), the relative
+    ``{"kind": "weaning", "steps": n, "hold": n}`` or ``{"kind": "dynamic", "c": c}`` (0 < c < 1);
+    returns a copy."""
+    if isinstance(s, dict) and s.get("kind") == "dynamic":
+        if set(s) != {"kind", "c"}:
+            raise ValueError(f"logit_bias_schedule={s!r} is invalid: the dynamic form is {{'kind': 'dynamic', 'c': c}}")
+        if not (_is_real(s["c"]) and 0.0 < s["c"] < 1.0):
+            raise ValueError(f"logit_bias_schedule c={s['c']!r} must be a number in (0, 1) (target mean p_y)")
+        return {"kind": "dynamic", "c": float(s["c"])}
     if isinstance(s, dict) and s.get("kind") is not None:
         if s.get("kind") != "weaning" or set(s) != {"kind", "steps", "hold"}:
             raise ValueError(f"logit_bias_schedule={s!r} is invalid: the relative form is "
-                             f"{{'kind': 'weaning', 'steps': n, 'hold': n}}")
+                             f"{{'kind': 'weaning', 'steps': n, 'hold': n}} (or {{'kind': 'dynamic', 'c': c}})")
         for key in ("steps", "hold"):
             if not (_is_int(s[key]) and s[key] >= 1):
                 raise ValueError(f"logit_bias_schedule {key}={s[key]!r} must be an integer >= 1")
@@ -121,7 +137,11 @@ def lr_at(base_lr: float, schedule: dict | None, epoch: int) -> float:
 
 
 def logit_bias_at(logit_bias: float, schedule: dict | None, epoch: int) -> tuple[float, int | None]:
-    """(ε of epoch ``epoch`` (0-based), index into the schedule's values or None without a schedule)."""
+    """(ε of epoch ``epoch`` (0-based), index into the schedule's values or None without a schedule).
+    A dynamic schedule depends on training, not on the epoch: ValueError (the engine computes it)."""
+    if schedule is not None and schedule.get("kind") == "dynamic":
+        raise ValueError("logit_bias_schedule kind 'dynamic' has no fixed value per epoch; the engine solves it "
+                         "from the training margins (engine.next_dynamic_bias)")
     if schedule is None:
         return float(logit_bias), None
     i = (epoch // schedule["hold"]) % len(schedule["values"])
@@ -151,7 +171,7 @@ class TrainConfig:
     loss: str = "ce"
     loss_params: dict = field(default_factory=dict)
     logit_bias: float = 0.0
-    logit_bias_schedule: dict | None = None               # {"values": [...], "hold": 11}
+    logit_bias_schedule: dict | None = None               # {"values": [...], "hold": 11} | weaning | dynamic
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float | None = None
@@ -163,6 +183,7 @@ class TrainConfig:
     grad_clip: float | None = None                        # max gradient norm (off by default, as in the paper)
     eval_every: int = 1                                   # test every n epochs and after the last one
     loader_workers: int = 0                               # DataLoader worker processes (file-based datasets)
+    val_fraction: float = 0.1                             # noisy-labelled hold-out of the training set (0: none)
 
     # ----------------------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
@@ -247,20 +268,25 @@ class TrainConfig:
             bad("eval_every", "need an integer >= 1")
         if not (_is_int(self.loader_workers) and self.loader_workers >= 0):
             bad("loader_workers", "need an integer >= 0")
+        if not (_is_real(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
+            bad("val_fraction", "need a number in [0, 1) (0: no validation hold-out)")
         return self
 
     # ------------------------------------------------------------------------------------ presets
     def resolved(self) -> "TrainConfig":
         """A validated copy with model, lr, weight_decay, lr_schedule and batch_size filled from
         ``presets.training_setup`` for the dataset (milestones scaled for shortened runs, see module
-        docstring). Datasets without a setup of their own (imagefolder) use the WebVision setup."""
+        docstring). Datasets without a setup of their own (imagefolder) use the WebVision setup; variants
+        of a dataset (``datasets.preset_dataset``: synthetic-easy) use their base dataset's."""
         from . import presets
+        from .datasets import preset_dataset
         from .models import default_model
 
         self.validate()
         cfg = copy.deepcopy(self)
-        setup_name = cfg.dataset if cfg.dataset in presets.TRAINING_SETUPS else "webvision"
-        model = cfg.model or default_model(cfg.dataset)
+        base = preset_dataset(cfg.dataset)   # e.g. synthetic-easy uses the synthetic presets
+        setup_name = base if base in presets.TRAINING_SETUPS else "webvision"
+        model = cfg.model or default_model(base)
         setup = presets.training_setup(setup_name, model=model)
         cfg.model = model
         if cfg.lr is None:

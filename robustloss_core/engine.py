@@ -5,26 +5,49 @@
 epoch's metrics plus ``"history"`` (all epochs). After every epoch ``on_epoch(metrics, get_state)`` is
 called; ``get_state()`` returns a full checkpoint that ``train(..., resume_state=state)`` continues from.
 
-Per-epoch metrics (epoch counts from 1; accuracies in percent, ``memorized`` a fraction):
+Per-epoch metrics (epoch counts from 1; accuracies in percent, ``memorized`` and p_y fractions):
   train_loss       mean training loss (with the logit bias ε, as optimised) over the epoch's batches
   train_acc_noisy  accuracy of the training-batch predictions against the noisy labels they were trained on
   train_acc_clean  the same predictions against the clean labels
   memorized        fraction of the noisy-labelled examples seen this epoch predicted as their noisy label
+  mean_py_biased   mean over the epoch's training examples of p_y with the bias, softmax(z + ε·e_y)_y at
+                   the noisy target (= σ(m + ε), margin m = z_y − logsumexp_{j≠y} z_j)
   test_top1/top5   test accuracy (top-min(5, K)); None in epochs skipped by ``eval_every``
+  val_top1         top-1 on the validation hold-out against its noisy labels (what a practitioner sees)
+  val_top1_clean   the same predictions against the clean labels (analysis only: unknown in practice)
+  best_epoch       early stopping so far: the evaluated epoch with the highest val_top1 (earliest on ties),
+  val_top1_best    its val_top1 and
+  test_top1_at_best  its test_top1. The five val fields are None with ``val_fraction`` 0, the first two
+                   also in epochs skipped by ``eval_every`` (the running best is carried through them)
   epoch_time       wall seconds of the epoch (train + eval; max over ranks)
   samples_per_sec  training examples (all ranks) / training seconds
   lr, logit_bias   the values used this epoch; noise_rate_actual  realised fraction of flipped labels
-The training accuracies and ``memorized`` come from the training forward pass itself (augmented
-inputs, raw logits without ε, the weights changing during the epoch), not from a separate pass: they
-cost nothing and are the usual "train accuracy" of the literature. Evaluation uses the raw logits: ε
-only enters the training loss.
+                   (over the whole training set, hold-out included)
+The training accuracies, ``memorized`` and ``mean_py_biased`` come from the training forward pass itself
+(augmented inputs, the weights changing during the epoch; raw logits without ε except for
+mean_py_biased), not from a separate pass: they cost nothing and are the usual "train accuracy" of the
+literature. Evaluation uses the raw logits: ε only enters the training loss.
+
+Validation hold-out (``val_fraction`` f, default 0.1): after the label noise is applied to the whole
+training set, ``datasets.holdout_split`` takes round(f·n_c) examples (at least 1, at most n_c − 1) of
+every class c out of training, so they carry noisy labels at the configured rate. It is stratified by
+the *clean* class: every class is represented and the choice is independent of which labels the noise
+flipped, so the hold-out's noise is an unbiased sample of the training set's (stratifying by the noisy
+label would tie the split to the noise draw). The split has its own random stream (seed, stream 3),
+independent of the noise, the batch order and the augmentation; it is evaluated with the test
+transform whenever the test set is, sharded over ranks like it.
+
+Dynamic logit bias (``logit_bias_schedule={"kind": "dynamic", "c": c}``): the first epoch uses
+``logit_bias``; every epoch records the margins m_i of its training examples, and the next epoch's ε
+solves mean_i σ(m_i + ε) = c (:func:`next_dynamic_bias`), clamped at ε ≥ 0, so the bias fades once the
+network alone reaches mean p_y ≥ c. Checkpoints store the next ε.
 
 Reproducibility: ``seed`` fixes the data (synthetic data seed, unless ``dataset_args["seed"]`` is
 given), the label noise (``noise.apply_label_noise(seed=seed)``), the initialisation
 (``torch.manual_seed(seed)`` before ``models.build_model``) and, per epoch, the batch order and
 augmentation: the epoch's permutation comes from a generator seeded by (seed, epoch), augmentation by
 (seed, epoch, rank), so a resumed run repeats an uninterrupted one exactly (bit for bit on CPU; cuDNN
-autotuning makes GPU runs close, not identical).
+autotuning makes GPU runs close, not identical); the running best is rebuilt from the history.
 
 Data paths:
   * in-memory datasets (``bundle.tensors``: synthetic, cifar10/100, fashionmnist): the whole training
@@ -39,8 +62,8 @@ channels_last, and cuDNN autotuning is on.
 Distributed: if ``torch.distributed`` is initialised (Ray Train, torchrun), every rank trains on a
 disjoint slice of the same epoch permutation (n // world examples each, so equal step counts),
 ``batch_size`` is the global batch (batch_size // world per rank), the model is wrapped in DDP, BN
-buffers are broadcast from rank 0 before evaluation, the test set is sharded, and metric sums are
-all-reduced, so every rank returns the same metrics. This module never imports ray.
+buffers are broadcast from rank 0 before evaluation, the test and validation sets are sharded, and
+metric sums are all-reduced, so every rank returns the same metrics. This module never imports ray.
 """
 from __future__ import annotations
 
@@ -61,15 +84,17 @@ from . import datasets, losses, models, noise
 from .config import TrainConfig, logit_bias_at, lr_at
 
 __all__ = ["train", "NonFiniteLossError", "save_checkpoint", "load_checkpoint", "METRIC_KEYS", "STATE_FORMAT",
-           "epoch_seed", "resolve_device"]
+           "epoch_seed", "resolve_device", "holdout_indices", "next_dynamic_bias", "target_margins"]
 
-METRIC_KEYS = ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorized", "test_top1", "test_top5",
-               "epoch_time", "samples_per_sec", "lr", "logit_bias", "noise_rate_actual")
+METRIC_KEYS = ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorized", "mean_py_biased",
+               "test_top1", "test_top5", "val_top1", "val_top1_clean", "best_epoch", "val_top1_best",
+               "test_top1_at_best", "epoch_time", "samples_per_sec", "lr", "logit_bias", "noise_rate_actual")
 STATE_FORMAT = "robustloss-engine/1"
 # config keys that must agree between a checkpoint and the run resuming it
 _IDENTITY_KEYS = ("dataset", "dataset_args", "noise", "noise_rate", "noise_variant", "model", "loss", "loss_params",
-                  "seed", "batch_size", "momentum")
-_SHUFFLE, _AUGMENT = 1, 2   # random streams derived from the seed
+                  "seed", "batch_size", "momentum", "val_fraction")
+_IDENTITY_MISSING = {"val_fraction": 0.0}   # checkpoints from before the key trained on the whole set
+_SHUFFLE, _AUGMENT, _HOLDOUT = 1, 2, 3   # random streams derived from the seed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +105,47 @@ def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
     """A 63-bit seed for (run seed, epoch, stream, rank), independent across its arguments."""
     state = np.random.SeedSequence([int(seed), int(epoch), int(stream), int(rank)]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def holdout_indices(clean_labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) of a run with this ``seed`` and ``val_fraction``: the
+    stratified ``datasets.holdout_split`` of the clean labels on the run's hold-out stream."""
+    return datasets.holdout_split(clean_labels, fraction, epoch_seed(seed, 0, _HOLDOUT))
+
+
+def target_margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """m_i = z_{i,y_i} − logsumexp_{j≠y_i} z_ij, so that p_y with bias ε is σ(m_i + ε)."""
+    z = logits.float()
+    others = z.scatter(1, y[:, None], float("-inf"))
+    return z.gather(1, y[:, None]).squeeze(1) - others.logsumexp(1)
+
+
+def next_dynamic_bias(margins: torch.Tensor, c: float, eps: float = 0.0,
+                      reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t, tol: float = 1e-9) -> float:
+    """The ε ≥ 0 with mean_i σ(m_i + ε) = c over ``margins`` (Eq. 4's condition E[p_y] = c on measured
+    margins); 0 when mean_i σ(m_i) ≥ c already. Safeguarded Newton from ``eps`` on a bracket; ``reduce``
+    sums the partial sums over ranks (all-reduce), so every rank gets the same ε."""
+    m = margins.detach().double().flatten()
+
+    def mean_and_slope(e: float) -> tuple[float, float]:
+        s = torch.sigmoid(m + e)
+        tot, slope, n = reduce(torch.stack([s.sum(), (s * (1 - s)).sum(), m.new_tensor(float(m.numel()))])).tolist()
+        return (tot / n, slope / n) if n else (c, 1.0)
+
+    if mean_and_slope(0.0)[0] >= c:
+        return 0.0
+    lo, hi = 0.0, max(1.0, float(eps))
+    while mean_and_slope(hi)[0] < c:      # mean σ(m + ε) increases to 1: doubling brackets the root
+        lo, hi = hi, 2.0 * hi
+    x = min(max(float(eps), lo), hi)
+    for _ in range(100):
+        f, slope = mean_and_slope(x)
+        if abs(f - c) <= tol or hi - lo <= tol:
+            break
+        lo, hi = (x, hi) if f < c else (lo, x)
+        x_new = x - (f - c) / slope if slope > 0 else lo
+        x = x_new if lo < x_new < hi else 0.5 * (lo + hi)
+    return float(x)
 
 
 # ---------------------------------------------------------------------------------- device / dist
@@ -140,19 +206,25 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 # ------------------------------------------------------------------------------------------ data
 class _TensorFeeder:
-    """In-memory data held on the training device; batches gathered, augmented and normalised there."""
+    """In-memory data held on the training device; batches gathered, augmented and normalised there.
+    ``train_idx`` / ``val_idx`` split the training set (training part, validation hold-out)."""
 
-    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, device, d: _Dist, batch: int,
-                 channels_last: bool, seed: int):
+    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                 device, d: _Dist, batch: int, channels_last: bool, seed: int):
         t = bundle.tensors
         self.device, self.d, self.batch, self.seed = device, d, batch, seed
         self.channels_last = channels_last
-        self.train_x = t.train_x.to(device)
+        noisy, clean = torch.as_tensor(noisy, dtype=torch.long), torch.as_tensor(clean, dtype=torch.long)
+        tr, va = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(val_idx, dtype=torch.long)
+        whole = va.numel() == 0     # no hold-out: no copy of the training images
+        self.train_x = (t.train_x if whole else t.train_x[tr]).to(device)
+        self.noisy, self.clean = noisy[tr].to(device), clean[tr].to(device)
+        self.val_x = t.train_x[va].to(device)
+        self.val_noisy, self.val_clean = noisy[va].to(device), clean[va].to(device)
         self.test_x, self.test_y = t.test_x.to(device), t.test_y.to(device)
-        self.noisy = torch.as_tensor(noisy, dtype=torch.long).to(device)
-        self.clean = torch.as_tensor(clean, dtype=torch.long).to(device)
         self.mean, self.std, self.augment = t.mean, t.std, t.augment
         self.n = self.train_x.shape[0]
+        self.n_val = self.val_x.shape[0]
         self.per_rank = self.n // d.world
 
     def _prep(self, x, gen=None):
@@ -177,6 +249,12 @@ class _TensorFeeder:
             idx = idx_all[i:i + batch]
             yield self._prep(self.test_x[idx]), self.test_y[idx]
 
+    def val_batches(self, batch: int):
+        idx_all = torch.arange(self.d.rank, self.n_val, self.d.world, device=self.device)
+        for i in range(0, idx_all.numel(), batch):
+            idx = idx_all[i:i + batch]
+            yield self._prep(self.val_x[idx]), self.val_noisy[idx], self.val_clean[idx]
+
 
 class _Indexed(torch.utils.data.Dataset):
     def __init__(self, ds):
@@ -190,15 +268,20 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 class _LoaderFeeder:
-    """File-based data: DataLoader over the rank's slice of the seeded epoch permutation."""
+    """File-based data: DataLoader over the rank's slice of the seeded epoch permutation; the hold-out
+    is read with the evaluation transform (``datasets.holdout_dataset``)."""
 
-    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, device, d: _Dist, batch: int,
-                 channels_last: bool, seed: int, num_workers: int):
+    def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+                 device, d: _Dist, batch: int, channels_last: bool, seed: int, num_workers: int):
         self.bundle, self.device, self.d, self.batch, self.seed = bundle, device, d, batch, seed
         self.channels_last, self.num_workers = channels_last, num_workers
-        self.noisy = torch.as_tensor(noisy, dtype=torch.long)
-        self.clean = torch.as_tensor(clean, dtype=torch.long)
-        self.n = len(bundle.train)
+        noisy, clean = torch.as_tensor(noisy, dtype=torch.long), torch.as_tensor(clean, dtype=torch.long)
+        tr, va = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(val_idx, dtype=torch.long)
+        self.train_ds = bundle.train if va.numel() == 0 else torch.utils.data.Subset(bundle.train, tr.tolist())
+        self.noisy, self.clean = noisy[tr], clean[tr]
+        self.val_ds = datasets.holdout_dataset(bundle, val_idx)
+        self.val_noisy, self.val_clean = noisy[va], clean[va]
+        self.n = len(self.train_ds)
         self.per_rank = self.n // d.world
         self.pin = device.type == "cuda"
 
@@ -216,7 +299,7 @@ class _LoaderFeeder:
         mine = perm[self.d.rank * self.per_rank:(self.d.rank + 1) * self.per_rank].tolist()
         aug_seed = epoch_seed(self.seed, epoch, _AUGMENT, self.d.rank)
         torch.manual_seed(aug_seed)  # transforms in the main process (num_workers=0) draw from the global RNG
-        loader = self._loader(_Indexed(self.bundle.train), mine, self.batch, torch.Generator().manual_seed(aug_seed))
+        loader = self._loader(_Indexed(self.train_ds), mine, self.batch, torch.Generator().manual_seed(aug_seed))
         for x, idx in loader:
             yield (self._to(x), self.noisy[idx].to(self.device, non_blocking=True),
                    self.clean[idx].to(self.device, non_blocking=True))
@@ -225,6 +308,12 @@ class _LoaderFeeder:
         indices = list(range(self.d.rank, len(self.bundle.test), self.d.world))
         for x, y in self._loader(self.bundle.test, indices, batch, torch.Generator().manual_seed(0)):
             yield self._to(x), torch.as_tensor(y).to(self.device, non_blocking=True)
+
+    def val_batches(self, batch: int):
+        indices = list(range(self.d.rank, len(self.val_ds), self.d.world))
+        for x, idx in self._loader(_Indexed(self.val_ds), indices, batch, torch.Generator().manual_seed(0)):
+            yield (self._to(x), self.val_noisy[idx].to(self.device, non_blocking=True),
+                   self.val_clean[idx].to(self.device, non_blocking=True))
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -275,7 +364,8 @@ def _check_resume(state: dict, cfg: TrainConfig) -> None:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"resume_state is not an engine state (expected format {STATE_FORMAT})")
     old, new = state["config"], cfg.to_dict()
-    diff = [f"{k}: {old.get(k)!r} != {new[k]!r}" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
+    was = {k: old.get(k, _IDENTITY_MISSING.get(k)) for k in _IDENTITY_KEYS}
+    diff = [f"{k}: {was[k]!r} != {new[k]!r}" for k in _IDENTITY_KEYS if was[k] != new[k]]
     if diff:
         raise ValueError(f"resume_state comes from a different run ({'; '.join(diff)})")
 
@@ -287,21 +377,36 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _evaluate(model: nn.Module, feeder, batch: int, K: int, autocast, d: _Dist, device) -> tuple[float, float]:
+def _evaluate(model: nn.Module, batches, targets: int, K: int, autocast, d: _Dist, device) -> list[float]:
+    """Accuracies (percent) over ``batches`` of (x, y_1, …, y_targets), summed over ranks:
+    [top-1 vs y_1, top-min(5, K) vs y_1, top-1 vs y_2, …]; NaN for an empty set."""
     model.eval()
     k5 = min(5, K)
-    counts = torch.zeros(2, dtype=torch.float64, device=device)   # top1, top5 hits
-    n_local = 0
+    counts = torch.zeros(2 * targets + 1, dtype=torch.float64, device=device)   # top1, top5 hits per target, n
     with torch.no_grad():
-        for x, y in feeder.test_batches(batch):
+        for x, *ys in batches:
             with autocast():
                 logits = model(x)
-            hit = logits.float().topk(k5, dim=1).indices == y[:, None]
-            counts += torch.stack([hit[:, 0].sum().double(), hit.any(1).sum().double()])
-            n_local += y.numel()
-    counts = torch.cat([counts, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
-    c1, c5, n = d.all_reduce(counts).tolist()
-    return (100.0 * c1 / n, 100.0 * c5 / n) if n else (float("nan"), float("nan"))
+            top = logits.float().topk(k5, dim=1).indices
+            hits = []
+            for y in ys:
+                hit = top == y[:, None]
+                hits += [hit[:, 0].sum().double(), hit.any(1).sum().double()]
+            counts += torch.stack(hits + [torch.tensor(float(ys[0].numel()), dtype=torch.float64, device=device)])
+    *c, n = d.all_reduce(counts).tolist()
+    return [100.0 * v / n if n else float("nan") for v in c]
+
+
+def _running_best(history: list[dict]) -> dict:
+    """Early-stopping fields from the history: the first epoch with the highest val_top1."""
+    best = None
+    for m in history:
+        v = m.get("val_top1")
+        if v is not None and (best is None or v > best["val_top1"]):
+            best = m
+    if best is None:
+        return {"best_epoch": None, "val_top1_best": None, "test_top1_at_best": None}
+    return {"best_epoch": best["epoch"], "val_top1_best": best["val_top1"], "test_top1_at_best": best["test_top1"]}
 
 
 def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
@@ -339,6 +444,8 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
     K = bundle.num_classes
     labels = noise.apply_label_noise(bundle.train_targets, K, kind=cfg.noise, rate=cfg.noise_rate, seed=cfg.seed,
                                      variant=cfg.noise_variant, dataset=cfg.dataset)
+    train_idx, val_idx = holdout_indices(labels.clean, cfg.val_fraction, cfg.seed)   # after the noise
+    has_val = val_idx.size > 0
 
     # model, loss, optimiser
     torch.manual_seed(cfg.seed)
@@ -352,18 +459,21 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
     raw = model
     if d.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    loss_fn = losses.build_loss(cfg.loss, K, logit_bias=cfg.logit_bias, dataset=cfg.dataset, **cfg.loss_params)
+    loss_fn = losses.build_loss(cfg.loss, K, logit_bias=cfg.logit_bias, dataset=datasets.preset_dataset(cfg.dataset),
+                                **cfg.loss_params)
     opt = torch.optim.SGD(raw.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if resume_state is not None:
         opt.load_state_dict(resume_state["optimizer"])
         _set_rng_state(resume_state["rng"])
 
     batch = max(1, cfg.batch_size // d.world)
-    if bundle.tensors is not None:
-        feeder = _TensorFeeder(bundle, labels.noisy, labels.clean, device, d, batch, channels_last, cfg.seed)
-    else:
-        feeder = _LoaderFeeder(bundle, labels.noisy, labels.clean, device, d, batch, channels_last, cfg.seed,
-                               cfg.loader_workers)
+    split = (bundle, labels.noisy, labels.clean, train_idx, val_idx, device, d, batch, channels_last, cfg.seed)
+    feeder = _TensorFeeder(*split) if bundle.tensors is not None else _LoaderFeeder(*split, cfg.loader_workers)
+    bias_sched = cfg.logit_bias_schedule
+    dynamic = bias_sched is not None and bias_sched.get("kind") == "dynamic"
+    eps = float(cfg.logit_bias)   # the dynamic ε of the next epoch
+    if dynamic and resume_state is not None:
+        eps = float(resume_state["logit_bias_schedule"]["value"])
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
@@ -373,13 +483,14 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
         lr = lr_at(cfg.lr, cfg.lr_schedule, epoch)
         for g in opt.param_groups:
             g["lr"] = lr
-        eps, _ = logit_bias_at(cfg.logit_bias, cfg.logit_bias_schedule, epoch)
+        if not dynamic:
+            eps, _ = logit_bias_at(cfg.logit_bias, bias_sched, epoch)
         loss_fn.logit_bias = eps
 
         model.train()
-        # loss_sum, correct vs noisy, correct vs clean, memorised, noisy seen (on device: no sync per step)
-        stats = torch.zeros(5, dtype=torch.float64, device=device)
-        n_local = 0
+        # loss_sum, correct vs noisy, correct vs clean, memorised, noisy seen, Σ p_y(ε) (on device: no sync per step)
+        stats = torch.zeros(6, dtype=torch.float64, device=device)
+        n_local, margins = 0, []
         for x, y_noisy, y_clean in feeder.train_batches(epoch):
             with autocast():
                 logits = model(x)
@@ -392,50 +503,63 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
             with torch.no_grad():
                 pred = logits.argmax(1)
                 hit_noisy, is_noisy = pred == y_noisy, y_noisy != y_clean
+                margin = target_margins(logits, y_noisy)
+                if dynamic:
+                    margins.append(margin)
                 nb = y_noisy.numel()
                 n_local += nb
                 stats += torch.stack([loss.detach().double() * nb, hit_noisy.sum().double(),
                                       (pred == y_clean).sum().double(), (hit_noisy & is_noisy).sum().double(),
-                                      is_noisy.sum().double()])
+                                      is_noisy.sum().double(), torch.sigmoid(margin.double() + eps).sum()])
         sync()
         train_seconds = time.perf_counter() - t0
         stats = torch.cat([stats, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
-        loss_sum, c_noisy, c_clean, mem, n_noisy, n = d.all_reduce(stats).tolist()
+        loss_sum, c_noisy, c_clean, mem, n_noisy, py_sum, n = d.all_reduce(stats).tolist()
         train_loss = loss_sum / n
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1} at lr {lr:g}; "
                                      f"lower the learning rate or set grad_clip")
+        eps_used = eps
+        if dynamic:   # next epoch's ε: mean σ(m_i + ε) = c on this epoch's margins
+            m_all = torch.cat(margins) if margins else torch.zeros(0, device=device)
+            eps = next_dynamic_bias(m_all, bias_sched["c"], eps, reduce=d.all_reduce)
 
-        top1 = top5 = None
+        top1 = top5 = val1 = val1_clean = None
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             d.broadcast_buffers(raw)  # every rank evaluates the weights rank 0 checkpoints
-            top1, top5 = _evaluate(raw, feeder, 2 * batch, K, autocast, d, device)
+            top1, top5 = _evaluate(raw, feeder.test_batches(2 * batch), 1, K, autocast, d, device)
+            if has_val:
+                val1, _, val1_clean, _ = _evaluate(raw, feeder.val_batches(2 * batch), 2, K, autocast, d, device)
         sync()
         times = d.all_reduce(torch.tensor([time.perf_counter() - t0, train_seconds], dtype=torch.float64,
                                           device=device), op=dist.ReduceOp.MAX)
         epoch_time, train_seconds = times.tolist()
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc_noisy": 100.0 * c_noisy / n,
                    "train_acc_clean": 100.0 * c_clean / n, "memorized": mem / n_noisy if n_noisy else 0.0,
-                   "test_top1": top1, "test_top5": top5, "epoch_time": epoch_time,
+                   "mean_py_biased": py_sum / n, "test_top1": top1, "test_top5": top5, "val_top1": val1,
+                   "val_top1_clean": val1_clean, "epoch_time": epoch_time,
                    "samples_per_sec": n / train_seconds if train_seconds > 0 else float("inf"), "lr": lr,
-                   "logit_bias": eps, "noise_rate_actual": labels.rate}
+                   "logit_bias": eps_used, "noise_rate_actual": labels.rate}
+        metrics.update(_running_best(history + [metrics]))
+        metrics = {k: metrics[k] for k in METRIC_KEYS}
         history.append(metrics)
         if verbose and d.rank == 0:
-            t1 = "-" if top1 is None else f"{top1:.2f}"
+            t1, v1 = ("-" if v is None else f"{v:.2f}" for v in (top1, val1))
             print(f"epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} train(noisy) {metrics['train_acc_noisy']:.2f} "
                   f"train(clean) {metrics['train_acc_clean']:.2f} memorized {metrics['memorized']:.3f} top1 {t1} "
-                  f"lr {lr:.3g} eps {eps:.3g} {epoch_time:.1f}s", flush=True)
+                  f"val(noisy) {v1} lr {lr:.3g} eps {eps_used:.3g} p_y {metrics['mean_py_biased']:.3f} "
+                  f"{epoch_time:.1f}s", flush=True)
 
         if on_epoch is not None:
-            def get_state(epoch=epoch, metrics=metrics, lr=lr):
+            def get_state(epoch=epoch, metrics=metrics, lr=lr, eps_dynamic=eps):
                 nxt = epoch + 1
-                eps_next, idx_next = logit_bias_at(cfg.logit_bias, cfg.logit_bias_schedule, nxt)
+                eps_next, idx_next = (eps_dynamic, None) if dynamic else logit_bias_at(cfg.logit_bias, bias_sched, nxt)
                 return {"format": STATE_FORMAT, "epoch": nxt, "model": _to_cpu(raw.state_dict()),
                         "optimizer": _to_cpu(opt.state_dict()),
                         "scheduler": {"base_lr": cfg.lr, "schedule": copy.deepcopy(cfg.lr_schedule),
                                       "last_epoch": epoch, "last_lr": lr,
                                       "next_lr": lr_at(cfg.lr, cfg.lr_schedule, nxt)},
-                        "logit_bias_schedule": {"schedule": copy.deepcopy(cfg.logit_bias_schedule),
+                        "logit_bias_schedule": {"schedule": copy.deepcopy(bias_sched),
                                                 "next_epoch": nxt, "index": idx_next, "value": eps_next},
                         "rng": _rng_state(), "config": cfg.to_dict(), "history": copy.deepcopy(history),
                         "metrics": dict(metrics)}

@@ -1,4 +1,4 @@
-"""What each CLI mode does, given validated arguments (``sweeps/run.py`` parses them).
+"""What each mode does, given a validated ``SweepRequest`` (``sweeps/run.py`` and ``services.api`` build it).
 
 Order for every mode: resolve storage and check it is writable, check ``--address``, refuse an
 existing experiment name unless ``--resume`` (nothing stored is overwritten), check the dataset's
@@ -16,19 +16,15 @@ from services import compare as cmp
 from services import storage as st
 from services import sweeps
 from services.cluster import ClusterError, check_address, connect
+from services.request import RequestError, SweepRequest
+from services.spec import Fixed, TrialSpec
 
-
-
-class ConfigError(ValueError):
-    """A configuration the core library rejects (e.g. a bad dataset option)."""
-
-
-UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError, ConfigError)
+UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError, RequestError)
 
 
 # ----------------------------------------------------------------------------- helpers
-def default_name(args, mode: str) -> str:
-    return f"{mode}-{args.dataset}-k{args.num_classes}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_name(req: SweepRequest, mode: str) -> str:
+    return f"{mode}-{req.dataset}-k{req.num_classes}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def claim_name(storage: st.Storage, name: str, resume: bool) -> bool:
@@ -42,69 +38,17 @@ def claim_name(storage: st.Storage, name: str, resume: bool) -> bool:
     return exists
 
 
-def resources_from(args) -> sweeps.Resources:
-    return sweeps.Resources(
-        num_workers=args.num_workers, use_gpu=args.use_gpu,
-        gpus_per_worker=args.gpus_per_trial / args.num_workers, cpus_per_worker=args.cpus_per_trial,
-        max_failures=args.max_failures, max_concurrent_trials=args.max_concurrent_trials,
-    )
-
-
-def bias_schedule(args) -> dict | None:
-    """``--bias-schedule``: weaning = the relative ladder ``config.WEANING`` for every trial with ε > 0
-    (the paper's "**" runs); constant = none; auto = weaning for analytic mode on webvision (Table 3's
-    MAE**), constant otherwise."""
-    from robustloss_core.config import WEANING
-
-    kind = getattr(args, "bias_schedule", "auto")
-    if kind == "auto":
-        kind = "weaning" if args.mode == "analytic" and args.dataset == "webvision" else "constant"
-    return dict(WEANING) if kind == "weaning" else None
-
-
-def base_train(args) -> dict:
-    """The TrainConfig fields every trial of this invocation shares, presets filled in."""
-    from robustloss_core.config import TrainConfig
-
-    cfg = TrainConfig.from_dict({
-        "dataset": args.dataset, "data_root": args.data_root, "download": args.download,
-        "dataset_args": dict(args.dataset_kwargs), "noise": args.noise, "noise_rate": args.noise_rate,
-        "noise_variant": args.noise_variant, "model": args.model, "batch_size": args.batch_size,
-        **({"epochs": args.epochs} if args.epochs else {}),
-    }).resolved()
-    # the relative schedule is expanded per trial, against each trial's own ε (TrainConfig.resolved)
-    return {**cfg.to_dict(), "logit_bias_schedule": bias_schedule(args)}
-
-
-def lr_for(args, base: dict):
-    """``--lr``, else the paper's MLP1024 rate for the loss (``presets.MLP_LR``; ``mae*`` when biased)
-    where the dataset has one, else the dataset's preset rate."""
-    from robustloss_core import presets
-
-    def pick(loss: str, biased: bool = False) -> float:
-        if args.lr:
-            return args.lr
-        if base.get("model") == "mlp1024":
-            try:
-                return presets.mlp_lr(loss, args.dataset, logit_bias=biased)
-            except ValueError:
-                pass
-        return base["lr"]
-
-    return pick
-
-
-def data_available(args) -> DataRootError | None:
+def data_available(req: SweepRequest) -> DataRootError | None:
     """None if the dataset's files are there, else the error. Building it also validates the dataset
     options (the synthetic data is generated here once, a second at most)."""
     from robustloss_core.datasets import build_dataset
 
     try:
-        build_dataset(args.dataset, args.data_root, download=args.download, **args.dataset_kwargs)
+        build_dataset(req.dataset, req.data_root, download=req.download, **req.dataset_kwargs)
     except DataRootError as exc:
         return exc
     except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
+        raise RequestError(str(exc).splitlines()[0]) from None
     return None
 
 
@@ -115,177 +59,290 @@ def write_json_out(path: str | None, payload: dict) -> None:
             json.dump(payload, f, indent=2, sort_keys=True, default=st._json_default)
 
 
+def _top(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def print_runs(rows: list[dict]) -> None:
-    print(f"{'loss':<10} {'params':<28} {'ε':>6} {'lr':>8} {'seed':>4} {'top1':>7} {'top5':>7} {'worker-s':>9} status")
+    print(f"{'loss':<10} {'params':<28} {'ε':>6} {'lr':>8} {'seed':>4} {'val':>7} {'test':>7} {'test@best':>9} "
+          f"{'worker-s':>9} status")
     for r in rows:
-        params = cmp._fmt(r["params"])
-        top1 = "-" if r["test_top1"] is None else f"{r['test_top1']:.2f}"
-        top5 = "-" if r["test_top5"] is None else f"{r['test_top5']:.2f}"
-        print(f"{r['loss']:<10} {params:<28} {r['logit_bias']:>6.2f} {r['lr']:>8.4g} {r['seed']:>4} {top1:>7} {top5:>7} "
-              f"{r['compute_seconds']:>9.1f} {r['status']}{(': ' + r['error']) if r.get('error') else ''}")
+        print(f"{r['loss']:<10} {cmp._fmt(r['params']):<28} {r['logit_bias']:>6.2f} {r['lr']:>8.4g} {r['seed']:>4} "
+              f"{_top(r.get('val_top1')):>7} {_top(r['test_top1']):>7} {_top(r.get('test_top1_at_best')):>9} "
+              f"{r['compute_seconds']:>9.1f} {r['status']}{' (pilot)' if r.get('role') == 'pilot' else ''}"
+              f"{(': ' + r['error']) if r.get('error') else ''}")
 
 
-def _record(args, mode: str) -> dict:
-    keep = ("dataset", "data_root", "num_classes", "losses", "noise", "noise_rate", "noise_variant", "epochs", "seeds",
-            "lr", "lrs", "search", "num_workers", "use_gpu", "gpus_per_trial", "address", "bias_c",
-            "calibration_reference", "bias_schedule")
-    return {"mode": mode, "args": {k: getattr(args, k, None) for k in keep}, "created": time.time()}
+def _record(req: SweepRequest, mode: str) -> dict:
+    return {"mode": mode, "request": req.record(), "created": time.time()}
+
+
+def _fixed(req: SweepRequest, mode: str) -> Fixed:
+    return Fixed(train=req.base_train(mode), resources=req.resources())
 
 
 # ----------------------------------------------------------------------------- modes
-def run_train(args, storage, name: str, resume: bool) -> dict:
+def run_train(req: SweepRequest, storage, name: str, resume: bool) -> dict:
     """One configuration as a Ray Train run (``TorchTrainer``; DDP when ``--num-workers`` > 1)."""
     from robustloss_core import theory
     from services.trainer import build_torch_trainer
 
-    base = base_train(args)
-    loss = args.losses[0]
-    bias = theory.logit_bias(args.num_classes, c=args.bias_c) if args.logit_bias == "auto" else float(args.logit_bias)
-    lr = lr_for(args, base)(loss, bias > 0)
-    resources = resources_from(args)
-    train = {**base, "loss": loss, "loss_params": args.loss_params, "logit_bias": bias, "lr": lr, "seed": 0}
-    spec = sweeps.make_spec(train, resources, loss=loss, params=args.loss_params, logit_bias=bias, lr=lr, seed=0)
+    fixed = _fixed(req, "train")
+    loss = req.losses[0]
+    bias = theory.logit_bias(req.num_classes, c=req.bias_c) if req.logit_bias == "auto" else float(req.logit_bias)
+    lr = req.lr_for(fixed.train)(loss, bias > 0)
+    spec = TrialSpec.from_hparams(fixed, {"loss": loss, "lr": lr, "seed": 0, "logit_bias": bias, **req.loss_params})
     if not resume:
-        storage.write_json(_record(args, "train"), name, st.EXPERIMENT_RECORD, overwrite=False)
+        storage.write_json(_record(req, "train"), name, st.EXPERIMENT_RECORD, overwrite=False)
     t0 = time.time()
-    spec["_driver_started"] = t0
-    result = build_torch_trainer(spec, storage=storage, folder="", name=name).fit()
+    # rank 0 logs TensorBoard (and --callbacks) itself: a train run has no Tune driver to do it
+    tracking = {"folder": storage.path(name, "tracking"), "name": name, "kinds": req.callbacks} if storage.is_local else None
+    result = build_torch_trainer(spec, storage=storage, folder="", name=name, started=t0, tracking=tracking).fit()
     row = sweeps.run_row(spec, result.metrics, result.error)
     res = sweeps.SweepResult(name=name, rows=[row], wall_seconds=time.time() - t0, location=storage.display(name))
-    return sweeps.write_summary(storage, res, mode="train", dataset=args.dataset, num_classes=args.num_classes)
+    return sweeps.write_summary(storage, res, mode="train", dataset=req.dataset, num_classes=req.num_classes)
 
 
-def run_grid(args, storage, name: str, resume: bool) -> dict:
+def run_grid(req: SweepRequest, storage, name: str, resume: bool) -> dict:
     """The baseline: every loss's parameter grid × learning rates × seeds (or Optuna TPE + ASHA)."""
-    base = base_train(args)
-    resources = resources_from(args)
-    trials = sweeps.grid_trials(base, args.losses, args.grids, args.lrs, args.seeds, resources)
-    space = sweeps.OptunaSpace(args.losses, args.grids, args.lrs) if args.search == "optuna" else None
-    res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, search=args.search,
-                           search_space=space, num_samples=args.num_samples, epochs=base["epochs"],
-                           record=_record(args, "grid"), verbose=0 if args.quiet else 1)
-    return sweeps.write_summary(storage, res, mode="grid", search=args.search, dataset=args.dataset, num_classes=args.num_classes)
+    fixed = _fixed(req, "grid")
+    hparams = sweeps.grid_hparams(req.losses, req.grids, req.lrs, req.seeds)
+    space = sweeps.OptunaSpace(req.losses, req.grids, req.lrs) if req.search == "optuna" else None
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, search_space=space,
+                           num_samples=req.num_samples, record=_record(req, "grid"), verbose=0 if req.quiet else 1,
+                           callbacks=req.callbacks, optuna_url=req.optuna_storage)
+    return sweeps.write_summary(storage, res, mode="grid", search=req.search, lr_protocol=req.lr_protocol,
+                                dataset=req.dataset, num_classes=req.num_classes)
 
 
 def print_calibration(calibration: dict) -> None:
-    print(f"{'loss':<10} {'parameters':<34} {'ε':>7} {'target':>10} {'achieved':>10} {'residual':>9} {'seconds':>8}")
+    print(f"{'loss':<10} {'parameters':<40} {'ε':>7} {'K_ref':>5} {'peak ratio':>10} {'residual':>9} {'seconds':>8}")
     for loss, c in calibration.items():
-        tgt = "-" if c.get("target") is None else f"{c['target']:.5f}"
-        ach = "-" if c.get("achieved") is None else f"{c['achieved']:.5f}"
+        peak = "-" if c.get("peak_ratio") is None else f"{c['peak_ratio']:.3g}"
         resid = "-" if c.get("residual") is None else f"{c['residual']:.1e}"
-        print(f"{loss:<10} {cmp._fmt(c['params']):<34} {c['logit_bias']:>7.3f} {tgt:>10} {ach:>10} {resid:>9} {c['seconds']:>8.3f}")
+        ref = c.get("reference_classes") or "-"
+        print(f"{c.get('label', loss):<10} {cmp._fmt(c['params']):<40} {c['logit_bias']:>7.3f} {ref:>5} {peak:>10} "
+              f"{resid:>9} {c['seconds']:>8.3f}")
+        if c.get("rejected"):
+            print(f"  {loss}: calibration rejected ({c.get('reason')}); trains the fallback {c.get('label')} instead")
 
 
-def run_analytic(args, storage, name: str, resume: bool) -> dict:
-    """ε (Eq. 4) and calibrated parameters (Sec. 3.3) for K, the error-curve figure, then one
-    training run per loss and seed with those parameters (skipped with --calibrate-only or when
-    the dataset's files are absent)."""
+def analytic_lrs(req: SweepRequest, fixed: Fixed, calibration: dict):
+    """Learning rates of the analytic trials: the searched protocol's ``lrs`` for every loss, or the one
+    shared ``lr``."""
+    if req.lr_protocol == "searched":
+        return list(req.lrs)
+    pick = req.lr_for(fixed.train)
+    return {loss: [pick(loss, cal["logit_bias"] > 0)] for loss, cal in calibration.items()}
+
+
+def measured_sigma(req: SweepRequest) -> float:
+    """σ of the initial logits (Appendix A.3) of the model that will train, on a batch of its training
+    data as the engine feeds it (``--sigma auto``); the model is initialised with seed 0."""
+    import torch
+
+    from robustloss_core import datasets, models, theory
+
+    base = req.base_train("analytic")
+    bundle = datasets.build_dataset(req.dataset, req.data_root, download=req.download, seed=0, **req.dataset_kwargs)
+    if bundle.tensors is not None:
+        t = bundle.tensors
+        x = datasets.normalize_batch(t.train_x[:512], t.mean, t.std)
+    else:
+        x = torch.stack([bundle.train[i][0] for i in range(min(64, len(bundle.train)))])
+    torch.manual_seed(0)
+    model = models.build_model(base["model"], bundle.num_classes, bundle.input_shape)
+    return theory.measure_sigma(model, x)
+
+
+def _pilot(req: SweepRequest, storage, name: str, resume: bool, calibration: dict, sigma: float, figures: str) -> list[dict]:
+    """``--pick pilot`` (Fig. 6's step): per calibrated loss, the ``--pilots`` most different admissible
+    solutions, each trained for ``--pilot-fraction`` of the epochs at one learning rate (the shared one, or
+    the middle of ``lrs``); the best by noisy validation top-1 replaces the deterministic pick. The pilots
+    are trials of this experiment (role "pilot"), so compare charges them to the analytic side."""
     from robustloss_core import plots, theory
 
-    missing = getattr(args, "data_missing", None)
+    fixed = _fixed(req, "analytic")
+    epochs = max(1, round(req.pilot_fraction * fixed.train["epochs"]))
+    lrs = req.lrs if req.lr_protocol == "searched" else [req.lr]
+    lr = sorted(lrs)[len(lrs) // 2] if lrs else req.lr_for(fixed.train)("ce")
+    hparams, by_key, scans = [], {}, {}
+    for loss, cal in calibration.items():
+        recipe = theory.CALIBRATION_RECIPES.get(loss)
+        if cal.get("rejected") or recipe is None or recipe.kind != "solve":
+            continue
+        scans[loss] = theory.solution_set(loss, req.num_classes, reference_classes=req.calibration_reference, sigma=sigma)
+        for cand in theory.pilot_candidates(scans[loss], req.pilots):
+            params = {k: v for k, v in cand["params"].items() if k != "logit_bias"}
+            hp = {"loss": loss, "lr": float(lr), "seed": 0, "logit_bias": float(cand["params"].get("logit_bias", 0.0)), **params}
+            hparams.append(hp)
+            by_key[TrialSpec.from_hparams(fixed, hp).key] = (loss, cand)
+    if not hparams:
+        return []
+    extras = {k: {"role": "pilot", "epochs": epochs} for k in by_key}
+    print(f"--pick pilot: {len(hparams)} pilot trial(s) of {epochs} epoch(s) at lr {lr:g}", flush=True)
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None, verbose=0 if req.quiet else 1,
+                           extras=extras)
+    best: dict = {}
+    for row in res.rows:
+        loss, cand = by_key[row["key"]]
+        score = row.get("val_top1") if row.get("val_top1") is not None else -1.0
+        if loss not in best or score > best[loss][0]:
+            best[loss] = (score, cand)
+    for loss, (score, cand) in best.items():
+        cal = calibration[loss]
+        cal["pick"] = {"rule": "pilot", "val_top1": score, "candidates": len([1 for v in by_key.values() if v[0] == loss]),
+                       "default_params": dict(cal["params"])}
+        cal["params"] = {k: v for k, v in cand["params"].items() if k != "logit_bias"}
+        with tempfile.TemporaryDirectory() as d:
+            png = plots.plot_solution_set(scans[loss], os.path.join(d, "f.png"), picked=cand)
+            storage.upload_file(png, name, f"{figures}_{loss}.png")
+    return res.rows
+
+
+def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missing=None) -> dict:
+    """ε (Eq. 4) and calibrated parameters (Sec. 3.3) for K, the figures, then training runs with those
+    parameters (skipped with --calibrate-only or when the dataset's files are absent). A calibration the
+    admissibility rule rejects trains its documented fallback (the loss with Eq. 4's logit bias), labelled."""
+    from robustloss_core import plots, theory
+
     t0 = time.perf_counter()
-    k_ref = getattr(args, "calibration_reference", None)
-    calibration = sweeps.calibrate_losses(args.losses, args.num_classes, args.dataset, c=args.bias_c,
-                                          reference_classes=k_ref)
+    measured = None
+    if req.sigma == "auto" or data_missing is None:
+        try:
+            measured = measured_sigma(req) if data_missing is None else None
+        except Exception as exc:   # a model/data combination that cannot be measured: say so, keep going
+            print(f"σ could not be measured ({str(exc).splitlines()[0]})")
+    if req.sigma == "auto" and measured is None:
+        raise RequestError(f"--sigma auto measures the model's initial logits on the dataset: {req.dataset}'s files "
+                           f"are needed (--data-root), or give --sigma a number")
+    sigma = measured if req.sigma == "auto" else float(req.sigma)
+    calibration = sweeps.calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
+                                          reference_classes=req.calibration_reference, sigma=sigma)
+    for loss, cal in calibration.items():
+        recipe = theory.CALIBRATION_RECIPES.get(loss)
+        kind = recipe.kind if recipe is not None else "none"
+        cal["label"] = (cal.get("fallback") or {}).get("label", loss + "*") if cal.get("rejected") else (
+            {"solve": f"{loss}+", "logit_bias": f"{loss}*"}.get(kind, loss))
     calib_seconds = time.perf_counter() - t0
+    print(f"σ of the initial logits: {sigma:.3g} used ({'measured' if req.sigma == 'auto' else 'given'}); "
+          f"measured on {req.model or 'the preset model'}: {'-' if measured is None else f'{measured:.3g}'}")
     if not resume:
-        storage.write_json(_record(args, "analytic"), name, st.EXPERIMENT_RECORD, overwrite=False)
-    storage.write_json({"num_classes": args.num_classes, "dataset": args.dataset, "c": args.bias_c,
-                        "reference_classes": k_ref, "seconds": calib_seconds, "losses": calibration}, name, st.CALIBRATION)
+        storage.write_json(_record(req, "analytic"), name, st.EXPERIMENT_RECORD, overwrite=False)
+    pilot_rows = []
+    if req.pick == "pilot" and data_missing is None and not req.calibrate_only:
+        pilot_rows = _pilot(req, storage, name, resume, calibration, sigma, "solution_set")
+    storage.write_json({"num_classes": req.num_classes, "dataset": req.dataset, "c": req.bias_c, "sigma": sigma,
+                        "sigma_measured": measured, "reference_classes": req.calibration_reference, "pick": req.pick,
+                        "seconds": calib_seconds, "losses": calibration}, name, st.CALIBRATION)
+    eps = theory.logit_bias(req.num_classes, c=req.bias_c, sigma=sigma)
     with tempfile.TemporaryDirectory() as d:
-        eps = calibration.get("mae", {}).get("logit_bias") or theory.logit_bias(args.num_classes, c=args.bias_c)
-        png = plots.plot_error_curves(args.losses, [args.num_classes], os.path.join(d, "error_curves.png"),
-                                      params={k: v["params"] for k, v in calibration.items()}, logit_bias=eps)
-        storage.upload_file(png, name, "error_curves.png")
-    print(f"analytic parameters for {args.dataset} (K={args.num_classes}), computed in {calib_seconds:.2f} s:")
+        figures = {"error_curves.png": lambda p: plots.plot_error_curves(req.losses, [req.num_classes], p,
+                                                                          calibration=calibration, sigma=sigma),
+                   "epsilon_vs_k.png": lambda p: plots.plot_epsilon_vs_k(p, sigma=sigma, mark={req.num_classes: eps})}
+        for fname, draw in figures.items():
+            storage.upload_file(draw(os.path.join(d, fname)), name, fname)
+    print(f"analytic parameters for {req.dataset} (K={req.num_classes}), computed in {calib_seconds:.2f} s:")
     print_calibration(calibration)
-    summary_extra = {"mode": "analytic", "dataset": args.dataset, "num_classes": args.num_classes, "calibration": calibration}
-    if args.calibrate_only or missing is not None:
+    summary_extra = {"mode": "analytic", "dataset": req.dataset, "num_classes": req.num_classes,
+                     "calibration": calibration, "lr_protocol": req.lr_protocol, "sigma": sigma}
+    if req.calibrate_only or data_missing is not None:
         res = sweeps.SweepResult(name=name, rows=[], wall_seconds=calib_seconds, location=storage.display(name))
         summary = sweeps.write_summary(storage, res, trained=False, **summary_extra)
-        if missing is not None and not args.calibrate_only:
-            print(f"no training: {str(missing).splitlines()[0]}")
+        if data_missing is not None and not req.calibrate_only:
+            print(f"no training: {str(data_missing).splitlines()[0]}")
         return summary
-    base = base_train(args)
-    resources = resources_from(args)
-    pick_lr = lr_for(args, base)
-    trials = sweeps.analytic_trials(base, calibration, pick_lr, args.seeds, resources)
-    res = sweeps.run_sweep(storage, name, trials, resources=resources, resume=resume, epochs=base["epochs"],
-                           record=None, verbose=0 if args.quiet else 1)
+    fixed = _fixed(req, "analytic")
+    hparams = sweeps.analytic_hparams(calibration, analytic_lrs(req, fixed, calibration), req.seeds)
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None,
+                           verbose=0 if req.quiet else 1, callbacks=req.callbacks)
+    res.rows = pilot_rows + res.rows
     res.wall_seconds += calib_seconds
     return sweeps.write_summary(storage, res, trained=True, **summary_extra)
 
 
-def run_compare(args, storage, name: str) -> dict:
-    grid = cmp.load_summary(storage, args.grid_name)
-    analytic = cmp.load_summary(storage, args.analytic_name)
-    rows = cmp.compare(grid, analytic)
-    files = cmp.write_report(storage, name, rows, grid=args.grid_name, analytic=args.analytic_name)
+def run_compare(req: SweepRequest, storage, name: str) -> dict:
+    grid = cmp.load_summary(storage, req.grid_name)
+    analytic = cmp.load_summary(storage, req.analytic_name)
+    rows = cmp.compare(grid, analytic, selection=req.selection)
+    files = cmp.write_report(storage, name, rows, grid=req.grid_name, analytic=req.analytic_name, selection=req.selection)
+    print(cmp.title(rows, req.grid_name, req.analytic_name))
     print(cmp.to_markdown(rows))
-    if args.config and getattr(args, "setting", None):  # a paper table: the paper's numbers beside ours
+    if req.config and req.setting:  # a paper table: the paper's numbers beside ours
         from services import paper
 
         try:
-            cfg = paper.load_paper_config(args.config)
+            cfg = paper.load_paper_config(req.config)
         except ValueError:
             cfg = None
         if cfg is not None:
-            matches = paper.match_rows(cfg, args.setting, rows)
-            table = f"# {cfg.table}, {args.setting}: paper vs reproduced\n\n" + paper.format_paper_table(matches)
+            matches = paper.match_rows(cfg, req.setting, rows)
+            table = f"# {cfg.table}, {req.setting}: paper vs reproduced\n\n" + paper.format_paper_table(matches)
             storage.write_bytes(table.encode(), name, "paper.md")
             files["paper"] = storage.display(name, "paper.md")
             print(table)
     print("report: " + ", ".join(files.values()))
-    runs = [dict(r, experiment=args.grid_name) for r in grid["runs"]] + [dict(r, experiment=args.analytic_name) for r in analytic["runs"]]
-    return {"experiment": name, "mode": "compare", "grid": args.grid_name, "analytic": args.analytic_name,
-            "rows": rows, "runs": runs, "files": files}
+    runs = [dict(r, experiment=req.grid_name) for r in grid["runs"]] + \
+           [dict(r, experiment=req.analytic_name) for r in analytic["runs"]]
+    return {"experiment": name, "mode": "compare", "grid": req.grid_name, "analytic": req.analytic_name,
+            "selection": req.selection, "rows": rows, "runs": runs, "files": files}
 
 
 MODES = {"train": run_train, "grid": run_grid, "analytic": run_analytic}
 
 
-def run(args) -> int:
-    """Entry point of ``sweeps/run.py`` after parsing: every check, then Ray, then the mode."""
-    storage = st.resolve_storage(args.storage_path)
-    check_address(args.address)
+def run(req: SweepRequest) -> int:
+    """Run a validated request (the CLI's entry after parsing): every check, then Ray, then the mode."""
+    return execute(req)[0]
+
+
+def execute(req: SweepRequest) -> tuple[int, dict, str]:
+    """(exit status, payload, experiment name) of a validated request."""
+    storage = st.resolve_storage(req.storage_path)
+    check_address(req.address)
     storage.check_writable()
-    if args.mode == "compare":
-        name = args.name or f"compare-{args.grid_name}-vs-{args.analytic_name}"
-        if storage.exists(name) and not args.resume:  # a report is derived data, but still never replaced silently
+    if req.mode == "compare":
+        name = req.name or f"compare-{req.grid_name}-vs-{req.analytic_name}"
+        if storage.exists(name) and not req.resume:  # a report is derived data, but still never replaced silently
             claim_name(storage, name, False)
-        write_json_out(args.json_out, run_compare(args, storage, name))
-        return 0
-    if args.mode == "all":
-        names = all_names(args)
-        if not args.resume:
+        payload = run_compare(req, storage, name)
+        write_json_out(req.json_out, payload)
+        return 0, payload, name
+    if req.mode == "all":
+        names = all_names(req)
+        if not req.resume:
             for n in names.values():
                 claim_name(storage, n, False)
+        name = names["compare"]
     else:
-        name = args.name or default_name(args, args.mode)
-        resume = claim_name(storage, name, args.resume)
-    args.data_missing = data_available(args)
-    if args.data_missing is not None and args.mode != "analytic":
-        raise args.data_missing
-    if args.mode != "analytic" or (args.data_missing is None and not args.calibrate_only):
-        connect(args.address)  # join the cluster (or start the embedded Ray) before anything is written
+        name = req.name or default_name(req, req.mode)
+        resume = claim_name(storage, name, req.resume)
+    missing = data_available(req)
+    if missing is not None and req.mode != "analytic":
+        raise missing
+    if req.mode != "analytic" or (missing is None and not req.calibrate_only):
+        connect(req.address)  # join the cluster (or start the embedded Ray) before anything is written
     t0 = time.time()
-    if args.mode == "all":
-        payload = run_all(args, storage, names)
+    if req.mode == "all":
+        payload = run_all(req, storage, names)
     else:
-        payload = MODES[args.mode](args, storage, name, resume)
+        kwargs = {"data_missing": missing} if req.mode == "analytic" else {}
+        payload = MODES[req.mode](req, storage, name, resume, **kwargs)
         if payload["runs"]:
             print_runs(payload["runs"])
-        print(f"{args.mode}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s; results in {storage.display(name)}")
-    write_json_out(args.json_out, payload)
-    return 0
+        search = f" ({req.search} search)" if req.mode == "grid" else ""
+        print(f"{req.mode}{search}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s; "
+              f"results in {storage.display(name)}")
+    write_json_out(req.json_out, payload)
+    return 0, payload, name
 
 
-def all_names(args) -> dict:
-    base = args.name or default_name(args, "all")
+def all_names(req: SweepRequest) -> dict:
+    base = req.name or default_name(req, "all")
     return {m: f"{base}-{m}" for m in ("grid", "analytic", "compare")}
 
 
-def run_all(args, storage, names: dict) -> dict:
+def run_all(req: SweepRequest, storage, names: dict) -> dict:
     """Grid, analytic and compare in one go: ``<name>-grid``, ``<name>-analytic``, ``<name>-compare``.
     With ``--resume``, finished parts are kept and unfinished ones continued."""
     t0 = time.time()
@@ -295,10 +352,10 @@ def run_all(args, storage, names: dict) -> dict:
             print(f"{mode}: {n} already finished, kept")
             continue
         print(f"== {mode} sweep -> {storage.display(n)}")
-        MODES[mode](args, storage, n, resume=storage.exists(n))
-    args.grid_name, args.analytic_name = names["grid"], names["analytic"]
+        MODES[mode](req.replace(mode=mode), storage, n, resume=storage.exists(n))
+    req = req.replace(grid_name=names["grid"], analytic_name=names["analytic"])
     if storage.exists(names["compare"]):
         print(f"compare: {names['compare']} exists, rewriting its report")
-    payload = run_compare(args, storage, names["compare"])
+    payload = run_compare(req, storage, names["compare"])
     print(f"all: grid + analytic + compare in {time.time() - t0:.1f} s; results in {storage.display(names['compare'])}")
     return payload

@@ -1,15 +1,21 @@
-"""Analytic vs grid: accuracy and compute, read back from the experiments' ``summary.json``.
+"""Analytic vs grid: accuracy with uncertainty and compute, read back from the experiments' ``summary.json``.
 
+A *configuration* is (loss, params, logit_bias, lr); its seeds are the trials that differ only in ``seed``.
 Per loss and mode (one row each):
-  * ``params``/``logit_bias``/``lr`` — the analytic values, or the best grid configuration (highest
-    mean test top-1 over seeds among configurations whose every seed finished);
-  * ``top1_mean ± top1_sem``, ``top5_mean ± top5_sem`` over the seeds of that configuration
-    (s.e.m. = sample std / √n, 0 for one seed);
-  * ``trials`` — every trial the mode spent on this loss (the whole grid, not just the best);
-  * ``worker_seconds``/``gpu_seconds`` — compute of all those trials, start-up included; analytic
-    rows add the calibration time (one process);
-  * ``trial_epochs`` — epochs trained over all those trials; ``wall_seconds`` — the experiment's wall time;
-  * ratios analytic/grid of top-1 and of worker-seconds on the analytic row.
+  * selection — among configurations whose every seed finished ok (``role`` "pilot" trials are never
+    candidates), the one with the highest mean over seeds of the selection metric: ``selection="val"``
+    the final-epoch noisy-validation top-1 ``val_top1``; ``selection="test"`` the test top-1 itself (the
+    paper's protocol, an *oracle*: labelled so wherever printed). The same rule picks the analytic
+    configuration when the analytic experiment searched several learning rates;
+  * ``top1_mean ± top1_sem``, ``top5_mean ± top5_sem`` — test accuracy of the chosen configuration only,
+    over its seeds (s.e.m. = sample s.d. / √n, None for one seed);
+  * early stopping (``es_*``) — chosen by the highest mean ``val_top1_best`` (oracle: ``test_top1_at_best``),
+    reporting the mean ``test_top1_at_best``;
+  * ``gap`` = analytic − grid ``top1_mean`` with a 95 % Welch interval ``gap_ci95`` and a ``verdict``
+    (better / worse / tie / undetermined), on the analytic row; the same for the ``es_`` view;
+  * cost — every trial the mode spent on the loss (whole grid or LR search, pilots and failures included):
+    ``trials``, ``trial_epochs``, ``worker_seconds`` (+ calibration time for analytic), ``gpu_seconds``;
+    ratios analytic/grid ``cost_ratio`` (worker-seconds) and ``epoch_ratio`` (trial-epochs) on the analytic row.
 """
 from __future__ import annotations
 
@@ -20,66 +26,148 @@ from collections import defaultdict
 
 from services import storage as st
 
-COLUMNS = ["loss", "mode", "params", "logit_bias", "lr", "seeds", "top1_mean", "top1_sem", "top5_mean", "top5_sem",
-           "trials", "worker_seconds", "gpu_seconds", "trial_epochs", "wall_seconds", "top1_ratio", "cost_ratio"]
+# selection -> view -> (metric that chooses the configuration, metric reported for it)
+SELECTIONS = {
+    "val": {"": ("val_top1", "test_top1"), "es_": ("val_top1_best", "test_top1_at_best")},
+    "test": {"": ("test_top1", "test_top1"), "es_": ("test_top1_at_best", "test_top1_at_best")},
+}
+SELECTION_LABEL = {"val": "validation (noisy labels)", "test": "oracle (test accuracy)"}
+
+COLUMNS = ["loss", "mode", "selection", "lr_protocol", "num_classes", "params", "logit_bias", "lr", "seeds", "candidates",
+           "top1_mean", "top1_sem", "top5_mean", "top5_sem", "val_top1_mean", "val_top1_clean_mean", "memorized_mean",
+           "gap", "gap_ci95", "verdict", "es_params", "es_logit_bias", "es_lr", "es_seeds", "es_top1_mean", "es_top1_sem",
+           "es_best_epoch_mean", "es_gap", "es_gap_ci95", "es_verdict", "trials", "pilot_trials", "trial_epochs",
+           "worker_seconds", "calibration_seconds", "gpu_seconds", "wall_seconds", "cost_ratio", "epoch_ratio"]
 
 
 class CompareError(ValueError):
     """Missing or unusable experiment for compare."""
 
 
-def mean_sem(values: list[float]) -> tuple[float, float]:
+# ----------------------------------------------------------------------------- statistics
+def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean, s.e.m. = s / √n with the sample s.d. s (n − 1); None for n < 2."""
     n = len(values)
     if n == 0:
-        return float("nan"), float("nan")
+        return None, None
     mean = sum(values) / n
     if n == 1:
-        return mean, 0.0
+        return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(var / n)
 
 
-def _config_key(run: dict) -> tuple:
+def welch_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float | None, list[float] | None]:
+    """mean(a) − mean(b) and its Welch interval: ± t_{(1+level)/2, ν} · √(s_a²/n_a + s_b²/n_b), with the
+    Welch–Satterthwaite ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)).
+    Interval None when either side has fewer than 2 values."""
+    (ma, sa), (mb, sb) = mean_sem(a), mean_sem(b)
+    if ma is None or mb is None:
+        return None, None
+    gap = ma - mb
+    if sa is None or sb is None:
+        return gap, None
+    se2 = sa ** 2 + sb ** 2
+    if se2 == 0.0:  # both sides constant: no spread, the interval is the point
+        return gap, [gap, gap]
+    from scipy import stats
+
+    df = se2 ** 2 / (sa ** 4 / (len(a) - 1) + sb ** 4 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
+    return gap, [gap - half, gap + half]
+
+
+def verdict(ci: list[float] | None) -> str:
+    """better if the interval lies above 0, worse if below, tie if it covers 0, undetermined without one."""
+    if ci is None:
+        return "undetermined"
+    return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "tie"
+
+
+# ----------------------------------------------------------------------------- selection
+def config_key(run: dict) -> tuple:
     return (run["loss"], tuple(sorted((run.get("params") or {}).items())), float(run.get("logit_bias") or 0.0), float(run["lr"]))
 
 
-def best_config(runs: list[dict]) -> tuple[tuple, list[dict]] | None:
-    """The configuration with the highest mean test top-1 over its seeds (ok runs only)."""
+def configurations(runs: list[dict]) -> dict[tuple, list[dict]]:
+    """Candidate configurations: main-role runs grouped by configuration, kept only where every expected
+    seed (those any main run of the loss used) has exactly one ok run."""
+    main = [r for r in runs if r.get("role", "main") == "main"]
+    seeds = sorted({r.get("seed") for r in main}, key=str)
     groups = defaultdict(list)
-    for run in runs:
-        if run.get("status") == "ok" and run.get("test_top1") is not None:
-            groups[_config_key(run)].append(run)
-    if not groups:
-        return None
-    key = max(groups, key=lambda k: (mean_sem([r["test_top1"] for r in groups[k]])[0], len(groups[k])))
-    return key, groups[key]
+    for run in main:
+        groups[config_key(run)].append(run)
+    return {k: g for k, g in groups.items()
+            if all(r.get("status") == "ok" for r in g) and sorted((r.get("seed") for r in g), key=str) == seeds}
 
 
-def loss_rows(summary: dict, mode: str) -> dict[str, dict]:
+def _values(runs: list[dict], key: str) -> list[float] | None:
+    vals = [r.get(key) for r in runs]
+    return None if not vals or any(v is None for v in vals) else [float(v) for v in vals]
+
+
+def choose(groups: dict[tuple, list[dict]], metric: str) -> list[dict] | None:
+    """The seeds of the configuration with the highest mean ``metric`` (configurations lacking it on any
+    seed are out); ties go to the first configuration met."""
+    scored = [(mean_sem(v)[0], g) for g in groups.values() if (v := _values(g, metric)) is not None]
+    return max(scored, key=lambda s: s[0])[1] if scored else None
+
+
+def _mean(runs: list[dict] | None, key: str) -> float | None:
+    vals = _values(runs or [], key)
+    return None if vals is None else mean_sem(vals)[0]
+
+
+def check_val_metrics(summary: dict, mode: str) -> None:
+    """Selection "val" needs ``val_top1`` on every finished main run."""
+    for run in summary["runs"]:
+        if run.get("role", "main") == "main" and run.get("status") == "ok" and run.get("val_top1") is None:
+            raise CompareError(f"experiment {summary.get('experiment') or mode!r} ({mode}) has no val_top1 for loss "
+                               f"{run['loss']!r}: rerun it with --val-fraction > 0, or use --selection test (oracle)")
+
+
+def loss_rows(summary: dict, mode: str, selection: str = "val") -> tuple[dict[str, dict], dict[str, dict]]:
+    """Per loss: the report row and the per-seed values its gaps need (``{"": [...], "es_": [...]}``)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}")
+    if selection == "val":
+        check_val_metrics(summary, mode)
     by_loss = defaultdict(list)
     for run in summary["runs"]:
         by_loss[run["loss"]].append(run)
     calibration = summary.get("calibration") or {}
-    rows = {}
+    rows, values = {}, {}
     for loss, runs in by_loss.items():
-        best = best_config(runs)
-        chosen = best[1] if best else []
-        top1 = mean_sem([r["test_top1"] for r in chosen])
-        top5 = mean_sem([r["test_top5"] for r in chosen])
-        extra = float(calibration.get(loss, {}).get("seconds", 0.0))
-        ref = chosen[0] if chosen else runs[0]
-        rows[loss] = {
-            "loss": loss, "mode": mode, "params": ref.get("params") or {}, "logit_bias": ref.get("logit_bias"),
-            "lr": ref.get("lr"), "seeds": len(chosen),
-            "top1_mean": top1[0], "top1_sem": top1[1], "top5_mean": top5[0], "top5_sem": top5[1],
-            "trials": len(runs),
-            "worker_seconds": sum(float(r.get("compute_seconds") or 0.0) for r in runs) + extra,
-            "gpu_seconds": sum(float(r.get("gpu_seconds") or 0.0) for r in runs),
+        groups = configurations(runs)
+        calib = float((calibration.get(loss) or {}).get("seconds") or 0.0)
+        row = {"loss": loss, "mode": mode, "selection": selection, "lr_protocol": summary.get("lr_protocol") or "unknown",
+               "num_classes": summary.get("num_classes"), "candidates": len(groups)}
+        values[loss] = {}
+        for prefix, (pick, report) in SELECTIONS[selection].items():
+            chosen = choose(groups, pick)
+            ref = chosen[0] if chosen else {}
+            top1 = _values(chosen or [], report) or []
+            values[loss][prefix] = top1
+            mean, sem = mean_sem(top1)
+            row.update({f"{prefix}params": ref.get("params") if chosen else None, f"{prefix}logit_bias": ref.get("logit_bias"),
+                        f"{prefix}lr": ref.get("lr"), f"{prefix}seeds": len(chosen or []),
+                        f"{prefix}top1_mean": mean, f"{prefix}top1_sem": sem})
+            if prefix == "":
+                row["top5_mean"], row["top5_sem"] = mean_sem(_values(chosen or [], "test_top5") or [])
+                for key in ("val_top1", "val_top1_clean", "memorized"):
+                    row[f"{key}_mean"] = _mean(chosen, key)
+            else:
+                row["es_best_epoch_mean"] = _mean(chosen, "best_epoch")
+            row.update({f"{prefix}gap": None, f"{prefix}gap_ci95": None, f"{prefix}verdict": None})
+        row.update({
+            "trials": len(runs), "pilot_trials": sum(r.get("role") == "pilot" for r in runs),
             "trial_epochs": sum(int(r.get("epochs") or 0) for r in runs),
-            "wall_seconds": float(summary.get("wall_seconds", 0.0)),
-            "top1_ratio": None, "cost_ratio": None,
-        }
-    return rows
+            "worker_seconds": sum(float(r.get("compute_seconds") or 0.0) for r in runs) + calib,
+            "calibration_seconds": calib, "gpu_seconds": sum(float(r.get("gpu_seconds") or 0.0) for r in runs),
+            "wall_seconds": float(summary.get("wall_seconds") or 0.0), "cost_ratio": None, "epoch_ratio": None,
+        })
+        rows[loss] = {k: row[k] for k in COLUMNS}
+    return rows, values
 
 
 def load_summary(storage: st.Storage, name: str) -> dict:
@@ -90,90 +178,167 @@ def load_summary(storage: st.Storage, name: str) -> dict:
     return storage.read_json(name, st.SUMMARY)
 
 
-def compare(grid: dict, analytic: dict) -> list[dict]:
-    """Rows for every loss present in both experiments (grid row, then analytic row with ratios)."""
-    g, a = loss_rows(grid, "grid"), loss_rows(analytic, "analytic")
+def compare(grid_summary: dict, analytic_summary: dict, *, selection: str = "val") -> list[dict]:
+    """Rows for every loss present in both experiments: grid row, then analytic row with gaps, verdicts and ratios."""
+    (g, gv), (a, av) = loss_rows(grid_summary, "grid", selection), loss_rows(analytic_summary, "analytic", selection)
     common = [loss for loss in a if loss in g]
     if not common:
         raise CompareError(f"no loss in common: grid has {sorted(g)}, analytic has {sorted(a)}")
     rows = []
     for loss in common:
         gr, ar = g[loss], a[loss]
-        if gr["top1_mean"] and not math.isnan(gr["top1_mean"]):
-            ar["top1_ratio"] = ar["top1_mean"] / gr["top1_mean"]
-        if gr["worker_seconds"]:
-            ar["cost_ratio"] = ar["worker_seconds"] / gr["worker_seconds"]
+        for prefix in SELECTIONS[selection]:
+            gap, ci = welch_ci(av[loss][prefix], gv[loss][prefix])
+            ar.update({f"{prefix}gap": gap, f"{prefix}gap_ci95": ci, f"{prefix}verdict": verdict(ci)})
+        ar["cost_ratio"] = ar["worker_seconds"] / gr["worker_seconds"] if gr["worker_seconds"] else None
+        ar["epoch_ratio"] = ar["trial_epochs"] / gr["trial_epochs"] if gr["trial_epochs"] else None
         rows += [gr, ar]
     return rows
 
 
+# ----------------------------------------------------------------------------- report
 def _fmt(v, nd=2):
     if v is None:
         return "-"
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.{nd}f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2e}"
     if isinstance(v, dict):
-        return ",".join(f"{k}={_fmt(x, 3)}" for k, x in sorted(v.items())) or "-"
+        return ",".join(f"{k}={_fmt(x, max(nd, 3))}" for k, x in sorted(v.items())) or "-"
     return str(v)
 
 
+def _pm(mean, sem) -> str:
+    return "-" if mean is None else f"{mean:.2f}" + ("" if sem is None else f" ± {sem:.2f}")
+
+
+def _gap(gap, ci) -> str:
+    return "-" if gap is None else f"{gap:+.2f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+
+
+def _es_cell(r: dict) -> str:
+    """ES top-1, followed by the ES configuration where it is not the main one."""
+    cell = _pm(r["es_top1_mean"], r["es_top1_sem"])
+    same = (r["es_params"], r["es_logit_bias"], r["es_lr"]) == (r["params"], r["logit_bias"], r["lr"])
+    return cell if same or r["es_top1_mean"] is None else f"{cell} ({point_label({k: r['es_' + k] for k in ('params', 'logit_bias', 'lr')})})"
+
+
+def title(rows: list[dict], grid: str = "grid", analytic: str = "analytic") -> str:
+    sel = rows[0]["selection"] if rows else "val"
+    proto = {r["mode"]: r["lr_protocol"] for r in rows}
+    return (f"compare: grid `{grid}` vs analytic `{analytic}`; selection: {SELECTION_LABEL[sel]}; "
+            f"LR protocol: grid {proto.get('grid', 'unknown')}, analytic {proto.get('analytic', 'unknown')}")
+
+
 def to_markdown(rows: list[dict]) -> str:
-    head = ["loss", "mode", "params", "ε", "lr", "top-1 (%)", "top-5 (%)", "trials", "worker-s", "GPU-s", "trial-epochs", "top-1 ratio", "cost ratio"]
+    """Accuracy table (chosen configuration, mean ± s.e.m., gap [95 % Welch CI], verdict; early-stopping view)
+    and cost table."""
+    oracle = "oracle " if rows and rows[0]["selection"] == "test" else ""
+    head = ["loss", "mode", "params", "ε", "lr", "seeds", f"{oracle}top-1 (%)", f"{oracle}top-5 (%)", "val top-1 (%)",
+            "gap [95% CI]", "verdict", f"ES {oracle}top-1 (%)", "ES best epoch", "ES gap [95% CI]", "ES verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
-            r["loss"], r["mode"], _fmt(r["params"]), _fmt(r["logit_bias"]), _fmt(r["lr"], 4),
-            f"{_fmt(r['top1_mean'])} ± {_fmt(r['top1_sem'])}", f"{_fmt(r['top5_mean'])} ± {_fmt(r['top5_sem'])}",
-            str(r["trials"]), _fmt(r["worker_seconds"], 1), _fmt(r["gpu_seconds"], 1), str(r["trial_epochs"]),
-            _fmt(r["top1_ratio"], 3), _fmt(r["cost_ratio"], 3),
+            r["loss"], r["mode"], _fmt(r["params"]), _fmt(r["logit_bias"]), _fmt(r["lr"], 4), str(r["seeds"]),
+            _pm(r["top1_mean"], r["top1_sem"]), _pm(r["top5_mean"], r["top5_sem"]), _pm(r["val_top1_mean"], None),
+            _gap(r["gap"], r["gap_ci95"]), r["verdict"] or "-", _es_cell(r),
+            _fmt(r["es_best_epoch_mean"], 1), _gap(r["es_gap"], r["es_gap_ci95"]), r["es_verdict"] or "-",
+        ]) + " |")
+    head = ["loss", "mode", "trials", "pilots", "trial-epochs", "worker-s", "GPU-s", "cost ratio", "epoch ratio"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["loss"], r["mode"], str(r["trials"]), str(r["pilot_trials"]), str(r["trial_epochs"]),
+            _fmt(r["worker_seconds"], 1), _fmt(r["gpu_seconds"], 1), _fmt(r["cost_ratio"], 3), _fmt(r["epoch_ratio"], 3),
         ]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict]) -> str:
+    """One line per row; params as k=v, each interval as ``<key>_low``/``<key>_high`` columns."""
+    fields = [c for k in COLUMNS for c in ((f"{k}_low", f"{k}_high") if k.endswith("ci95") else (k,))]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (_fmt(r[k], 6) if k == "params" else r[k]) for k in COLUMNS})
+        out = {}
+        for k in COLUMNS:
+            if k.endswith("ci95"):
+                out[f"{k}_low"], out[f"{k}_high"] = r[k] if r[k] else (None, None)
+            else:
+                out[k] = _fmt(r[k], 6) if k.endswith("params") else r[k]
+        writer.writerow(out)
     return buf.getvalue()
 
 
-def plot(rows: list[dict], path: str) -> str:
-    """Accuracy against compute, one marker per loss and mode, error bars = s.e.m."""
+def point_label(r: dict) -> str:
+    """A plot annotation: parameters and ε to 3 significant digits, then lr."""
+    parts = [f"{k}={v:.3g}" for k, v in sorted((r["params"] or {}).items())]
+    if r["logit_bias"]:
+        parts.append(f"ε={r['logit_bias']:.3g}")
+    return ", ".join(parts + [f"lr={r['lr']:.3g}"])
+
+
+def figure(rows: list[dict], *, num_classes: int | None = None):
+    """Test top-1 of the chosen configurations against worker-seconds, error bars = s.e.m., one colour per
+    loss, ● grid / ★ analytic, each point annotated; dashed chance line at 100/K when K (``num_classes``,
+    else the rows' own from the summaries) is known. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    num_classes = num_classes or next((r["num_classes"] for r in rows if r.get("num_classes")), None)
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
     markers = {"grid": "o", "analytic": "*"}
-    losses = sorted({r["loss"] for r in rows})
-    colors = {loss: f"C{i}" for i, loss in enumerate(losses)}
+    colors = {loss: f"C{i}" for i, loss in enumerate(sorted({r["loss"] for r in rows}))}
     for r in rows:
-        ax.errorbar(max(r["worker_seconds"], 1e-3), r["top1_mean"], yerr=r["top1_sem"], fmt=markers[r["mode"]],
-                    color=colors[r["loss"]], markersize=10 if r["mode"] == "analytic" else 7, capsize=3,
-                    label=f"{r['loss']} ({r['mode']})")
+        if r["top1_mean"] is None:
+            continue
+        x = max(r["worker_seconds"], 1e-3)
+        ax.errorbar(x, r["top1_mean"], yerr=r["top1_sem"] or 0.0, fmt=markers[r["mode"]], color=colors[r["loss"]],
+                    markersize=11 if r["mode"] == "analytic" else 7, capsize=3, label=f"{r['loss']} ({r['mode']})")
+        ax.annotate(point_label(r), (x, r["top1_mean"]), textcoords="offset points", xytext=(5, 4), fontsize=6,
+                    color=colors[r["loss"]])
+    if num_classes:
+        ax.axhline(100.0 / num_classes, color="gray", linestyle="--", linewidth=1, label=f"chance (100/{num_classes})")
+    sel = rows[0]["selection"] if rows else "val"
     ax.set_xscale("log")
-    ax.set_xlabel("compute (worker-seconds, start-up included)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title("analytic (★) vs grid search (●)")
+    ax.margins(x=0.15)  # room for the right-most annotation
+    ax.set_xlabel("compute (worker-seconds, all trials of the mode, start-up included)")
+    ax.set_ylabel("test top-1 (%) of the chosen configuration")
+    ax.set_title(f"analytic (★) vs grid (●), selection: {SELECTION_LABEL[sel]}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], path: str, *, num_classes: int | None = None) -> str:
+    """:func:`figure` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, num_classes=num_classes)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def write_report(storage: st.Storage, name: str, rows: list[dict], *, grid: str, analytic: str) -> dict:
-    """CSV, Markdown and PNG into ``<storage>/<name>/``; returns their locations."""
-    import tempfile, os
+def write_report(storage: st.Storage, name: str, rows: list[dict], *, grid: str, analytic: str,
+                 selection: str | None = None) -> dict:
+    """compare.md/.csv/.json/.png into ``<storage>/<name>/``; returns their locations. ``selection``
+    defaults to the rows' own (a different one is an error: the rows were chosen under theirs)."""
+    import os
+    import tempfile
 
-    md = f"# compare: grid `{grid}` vs analytic `{analytic}`\n\n" + to_markdown(rows)
+    selection = selection or (rows[0]["selection"] if rows else "val")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}")
+    if any(r["selection"] != selection for r in rows):
+        raise ValueError(f"selection {selection!r} differs from the rows' {rows[0]['selection']!r}")
+    md = f"# {title(rows, grid, analytic)}\n\n" + to_markdown(rows)
     storage.write_bytes(md.encode(), name, "compare.md")
     storage.write_bytes(to_csv(rows).encode(), name, "compare.csv")
-    storage.write_json({"grid": grid, "analytic": analytic, "rows": rows}, name, "compare.json")
+    storage.write_json({"grid": grid, "analytic": analytic, "selection": selection, "rows": rows}, name, "compare.json")
     with tempfile.TemporaryDirectory() as d:
         png = plot(rows, os.path.join(d, "compare.png"))
         storage.upload_file(png, name, "compare.png")

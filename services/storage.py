@@ -14,6 +14,18 @@ An experiment named NAME lives at ``<storage>/<NAME>/`` and holds everything com
 (optionally ``?endpoint_override=host:port&scheme=http`` for S3-compatible stores) or
 ``gs://bucket/prefix``. pyarrow resolves the URI; Ray gets the same filesystem object, so Tune,
 Train and this module all read and write the same place.
+
+Where results go when nothing is said, and how a relative path is read (:func:`resolve_user_path`):
+
+* no ``--storage-path``: ``$ROBUSTLOSS_STORAGE`` if set, else ``~/robustloss_results`` (like Tune's
+  ``~/ray_results``): absolute and outside any working directory, so a ``ray job submit
+  --working-dir .`` job does not write into Ray's temporary copy of the checkout, which Ray deletes
+  with its session;
+* a relative path is relative to the directory the CLI was launched from; inside a ``ray job
+  submit --working-dir`` job that directory *is* Ray's temporary package, so a relative path is
+  refused there: give an absolute path, ``s3://``/``gs://``, or set ``ROBUSTLOSS_STORAGE`` in the
+  job's runtime env (``--runtime-env-json '{"env_vars": {"ROBUSTLOSS_STORAGE": "/mnt/results"}}'``);
+* on a cluster of more than one node the storage must be shared (:func:`check_shared`, Ray's rule).
 """
 from __future__ import annotations
 
@@ -22,12 +34,19 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
 EXPERIMENT_RECORD = "robustloss.json"
 SUMMARY = "summary.json"
 CALIBRATION = "calibration.json"
+STORAGE_ENV = "ROBUSTLOSS_STORAGE"
+DEFAULT_FOLDER = "robustloss_results"  # under the home directory, as Tune's ~/ray_results
+RAY_PACKAGE_PREFIX = "_ray_pkg_"       # ray/_private/runtime_env/packaging.py: RAY_PKG_PREFIX
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a submitted driver
+# filesystems that are the same on every node that mounts them (the types /proc/mounts names)
+SHARED_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.")
 
 
 class StorageError(ValueError):
@@ -126,3 +145,101 @@ def resolve_storage(uri: str | os.PathLike) -> Storage:
     except Exception as exc:
         raise StorageError(f"--storage-path {uri!r} cannot be resolved: {str(exc).splitlines()[0]}") from None
     return Storage(uri=uri, fs=fs, root=root.rstrip("/"))
+
+
+def default_storage_path() -> str:
+    """``$ROBUSTLOSS_STORAGE`` if set, else ``~/robustloss_results`` (absolute)."""
+    return os.environ.get(STORAGE_ENV) or os.path.join(os.path.expanduser("~"), DEFAULT_FOLDER)
+
+
+def ray_package_dir(cwd: str | None = None, environ=None) -> str | None:
+    """The Ray working-dir package this process runs in (``ray job submit --working-dir``), or None.
+
+    Ray unpacks the package to ``<ray temp>/session_*/runtime_resources/working_dir_files/_ray_pkg_<hash>``
+    and starts the driver there; a job that has a working_dir also carries it in the job config Ray's
+    supervisor passes in ``RAY_JOB_CONFIG_JSON_ENV_VAR``."""
+    cwd = Path(os.path.abspath(cwd or os.getcwd()))
+    for p in (cwd, *cwd.parents):
+        if p.name.startswith(RAY_PACKAGE_PREFIX) and "runtime_resources" in p.parts:
+            return str(p)
+    raw = (os.environ if environ is None else environ).get(RAY_JOB_CONFIG_ENV)
+    if raw:
+        try:
+            if (json.loads(raw).get("runtime_env") or {}).get("working_dir"):
+                return str(cwd)
+        except (ValueError, AttributeError):
+            pass
+    return None
+
+
+def resolve_user_path(path: str | os.PathLike | None, launch_dir: str | None = None) -> str:
+    """The storage the user meant: ``path`` (None: :func:`default_storage_path`) with ``~`` expanded
+    and a relative path joined to ``launch_dir`` (default: the current directory). URIs are kept.
+
+    Refused in one line: a relative path when the current directory is Ray's temporary package and
+    no ``launch_dir`` is given, and any path inside that package (Ray deletes it with the session)."""
+    raw = os.fspath(path) if path is not None else default_storage_path()
+    if "://" in raw:
+        return raw
+    expanded = os.path.expanduser(raw)
+    package = ray_package_dir() if launch_dir is None else None
+    if not os.path.isabs(expanded):
+        if package is not None:
+            raise StorageError(
+                f"storage path {raw!r} is relative and this job runs in Ray's temporary package {package} "
+                f"(deleted with the Ray session); give an absolute path, s3:// or gs://, or set {STORAGE_ENV} "
+                "in the job's runtime env")
+        expanded = os.path.join(launch_dir or os.getcwd(), expanded)
+    resolved = os.path.normpath(expanded)
+    package = package or ray_package_dir()
+    if package is not None and (resolved + os.sep).startswith(package + os.sep):
+        raise StorageError(f"storage path {resolved} is inside Ray's temporary package {package} (deleted with the "
+                           "Ray session); give a path outside it, s3:// or gs://")
+    return resolved
+
+
+def mount_type(path: str, mounts: str = "/proc/mounts") -> str:
+    """Filesystem type of the mount holding ``path`` (its nearest existing ancestor), from ``mounts``;
+    "" when unknown (no such file: not Linux)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    real = os.path.realpath(p)
+    best, fstype = "", ""
+    try:
+        with open(mounts) as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return ""
+    for row in rows:
+        if len(row) < 3:
+            continue
+        point = row[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, row[2]
+    return fstype
+
+
+def is_shared_fs(fstype: str) -> bool:
+    return any(fstype == t or (t.endswith(".") and fstype.startswith(t)) for t in SHARED_FS)
+
+
+def check_shared(storage: Storage, num_nodes: int, *, shared: bool = False, mounts: str = "/proc/mounts") -> None:
+    """Refuse, in one line, a node-local storage path for a cluster of ``num_nodes`` > 1.
+
+    Ray's rule (ray/train/v2/_internal/execution/storage.py): trials checkpoint from the node they run
+    on and the driver reads on the head, so the storage must be a cloud URI or a filesystem shared by
+    every node. Object stores pass; a local path passes when its mount is a network filesystem
+    (:data:`SHARED_FS`, read from ``mounts``) or when the user insists that it is shared (``shared``,
+    the CLI's ``--storage-shared``)."""
+    if num_nodes <= 1 or not storage.is_local or shared:
+        return
+    fstype = mount_type(storage.root, mounts)
+    if is_shared_fs(fstype):
+        return
+    raise StorageError(
+        f"--storage-path {storage.root} is on this node's {fstype or 'local'} filesystem, but the cluster has "
+        f"{num_nodes} nodes and every node writes results: use shared storage (an NFS mount at the same path "
+        "on every node, s3://bucket/prefix or gs://bucket/prefix), or pass --storage-shared if this path is "
+        "such a mount")

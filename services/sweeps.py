@@ -1,92 +1,79 @@
 """Ray Tune sweeps: the baseline grid (or Optuna TPE + ASHA) and the paper's analytic mode.
 
-Every sweep is a list of *trial specs* (see ``services.trainer``) run by one ``tune.Tuner`` whose
-experiment folder is ``<storage>/<name>/``. The folder is the single source of truth: Tune's state
-and checkpoints, plus ``robustloss.json`` (what was asked) and ``summary.json`` (one row per trial,
-the format of ``--json-out``), which ``services.compare`` reads.
+A sweep is a list of ``TrialSpec`` (flat hyperparameters over one ``Fixed``) run by one ``tune.Tuner``
+whose experiment folder is ``<storage>/<name>/``. Tune sees the real hyperparameters: every trial's
+``config`` is its flat dict (``loss``, ``lr``, ``seed``, ``logit_bias``, ``q``…), so
+``ExperimentAnalysis(path).dataframe()`` has ``config/lr``, ``config/q``… columns, ``get_best_config()``
+returns them, TensorBoard HParams show the ones that vary, and trial folders are named after them.
+
+* grid / analytic: ``TrialListSearcher`` hands Tune the given list, one config per trial (a per-loss
+  grid is not a Cartesian product over all keys, so ``tune.grid_search`` per key cannot express it);
+* optuna: ``OptunaSearch`` (TPE) over ``OptunaSpace`` with ASHA; its study persists in
+  ``<storage>/<name>/optuna.journal`` (or ``--optuna-storage``), so a resumed search continues it.
+
+The folder is the single source of truth: Tune's files, ``robustloss.json`` (what was asked),
+``summary.json`` / ``summary.csv`` (one row per trial), and the trials' checkpoints, from which
+``--resume`` rebuilds (``services.salvage``).
 """
 from __future__ import annotations
 
 import itertools
-import math
+import json
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
 from services import salvage
 from services import storage as st
-from services.trainer import resolve_trial_spec, run_trial, trial_gpus
+from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv
+from services.spec import Fixed, Resources, TrialSpec, varied_keys
+from services.trainer import accounting, run_trial
+
+__all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "analytic_hparams", "calibrate_losses", "OptunaSpace",
+           "SweepResult", "run_row", "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
+
+OPTUNA_JOURNAL = "optuna.journal"
 
 
 class ExperimentExistsError(ValueError):
     """An experiment name already used in the storage, without ``--resume``."""
 
 
-@dataclass
-class Resources:
-    """Ray resources of one training run and how many run at once."""
-
-    num_workers: int = 1
-    use_gpu: bool = False
-    gpus_per_worker: float = 1.0
-    cpus_per_worker: float = 1
-    max_failures: int = 2
-    max_concurrent_trials: int | None = None
-
-    def spec_fields(self) -> dict:
-        return {
-            "num_workers": self.num_workers, "use_gpu": self.use_gpu,
-            "gpus_per_worker": self.gpus_per_worker if self.use_gpu else 0.0,
-            "cpus_per_worker": self.cpus_per_worker, "max_failures": self.max_failures,
-        }
-
-    def trial_resources(self) -> dict:
-        """Resources Tune reserves per trial. Multi-worker trials are drivers: the Ray Train
-        workers reserve their own CPUs/GPUs, so the driver asks for a sliver of a CPU."""
-        if self.num_workers > 1:
-            return {"cpu": 0.01}
-        res = {"cpu": self.cpus_per_worker}
-        if self.use_gpu:
-            res["gpu"] = self.gpus_per_worker
-        return res
-
-    def concurrency(self, capacity: dict) -> int:
-        """``max_concurrent_trials`` matching the cluster: as many trials as CPUs (and GPUs) allow."""
-        if self.max_concurrent_trials:
-            return self.max_concurrent_trials
-        limits = [capacity["CPU"] / (self.num_workers * self.cpus_per_worker)]
-        if self.use_gpu and self.gpus_per_worker > 0:
-            if capacity["GPU"] == 0:
-                print("warning: no GPU in the cluster yet (autoscaling?): running one trial at a time; "
-                      "set --max-concurrent-trials to the GPUs the cluster can grow to")
-            limits.append(capacity["GPU"] / (self.num_workers * self.gpus_per_worker))
-        return max(1, int(math.floor(min(limits) + 1e-9)))
-
-
-def make_spec(train: dict, resources: Resources, **label) -> dict:
-    return {"train": train, **resources.spec_fields(), "label": label, "fault_injection": None}
-
-
-def grid_trials(base: dict, losses: list[str], grids: dict, lrs: list[float], seeds: int, resources: Resources) -> list[dict]:
-    """Cartesian grid per loss: its parameter grid (``grids[loss]``, lists per parameter; the key
-    ``logit_bias`` is the training-time bias, not a loss parameter) × learning rates × seeds."""
-    trials = []
+# ----------------------------------------------------------------------------- trial lists
+def grid_hparams(losses: list[str], grids: dict, lrs: list[float], seeds: int, logit_bias: float = 0.0) -> list[dict]:
+    """Per loss: its parameter grid (``grids[loss]``: lists per parameter; the key ``logit_bias`` is the
+    training-time bias, not a loss parameter) × learning rates × seeds, as flat hyperparameter dicts."""
+    out = []
     for loss in losses:
         grid = dict(grids.get(loss) or {})
-        biases = grid.pop("logit_bias", [base.get("logit_bias", 0.0)])
+        biases = grid.pop("logit_bias", [logit_bias])
         names = sorted(grid)
         for values in itertools.product(*(grid[n] for n in names)):
-            params = dict(zip(names, values))
             for bias, lr, seed in itertools.product(biases, lrs, range(seeds)):
-                train = {**base, "loss": loss, "loss_params": params, "logit_bias": float(bias), "lr": float(lr), "seed": seed}
-                trials.append(make_spec(train, resources, loss=loss, params=params, logit_bias=float(bias), lr=float(lr), seed=seed))
-    return trials
+                out.append({"loss": loss, "lr": float(lr), "seed": seed, "logit_bias": float(bias),
+                            **dict(zip(names, values))})
+    return out
+
+
+def analytic_hparams(calibration: dict, lrs: list[float] | dict, seeds: int) -> list[dict]:
+    """The computed parameters per loss × learning rates (a list: the LR search of the ``searched``
+    protocol; or ``{loss: [lr]}``) × seeds. The analytic method removes the loss-parameter dimension only."""
+    out = []
+    for loss, cal in calibration.items():
+        if cal.get("skip"):
+            continue
+        loss_lrs = lrs[loss] if isinstance(lrs, dict) else lrs
+        for lr, seed in itertools.product(loss_lrs, range(seeds)):
+            out.append({"loss": cal.get("train_loss", loss), "lr": float(lr), "seed": seed,
+                        "logit_bias": float(cal["logit_bias"]), **cal["params"]})
+    return out
 
 
 def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float | None = None,
-                     reference_classes: int | None = None) -> dict:
+                     reference_classes: int | None = None, sigma: float = 1.0) -> dict:
     """The analytic step: ε (Eq. 4) for MAE*, calibrated hyperparameters (Sec. 3.3) for the others,
-    from the reference setting at ``reference_classes`` (None: the recipes' default, K_ref = 100).
+    from the reference setting at ``reference_classes`` (None: each recipe's own reference).
     Returns ``{loss: {"params", "logit_bias", "target", "achieved", "residual", "seconds", ...}}``."""
     from robustloss_core import theory
 
@@ -94,7 +81,7 @@ def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float
     for loss in losses:
         t0 = time.perf_counter()
         cal = theory.default_calibration(loss, num_classes, dataset=dataset, reference_classes=reference_classes,
-                                         **({"c": c} if c is not None else {}))
+                                         sigma=sigma, **({"c": c} if c is not None else {}))
         seconds = time.perf_counter() - t0
         row = cal.to_dict() if hasattr(cal, "to_dict") else dict(cal)
         params = dict(row.get("params") or {})
@@ -104,24 +91,11 @@ def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float
     return out
 
 
-def analytic_trials(base: dict, calibration: dict, lr_for, seeds: int, resources: Resources) -> list[dict]:
-    """One trial per loss and seed with the computed parameters (no search); a relative logit-bias
-    schedule in ``base`` (``--bias-schedule weaning``) applies to the trials with ε > 0."""
-    trials = []
-    for loss, cal in calibration.items():
-        lr = float(lr_for(loss, cal["logit_bias"] > 0))
-        for seed in range(seeds):
-            train = {**base, "loss": loss, "loss_params": cal["params"], "logit_bias": cal["logit_bias"],
-                     "lr": lr, "seed": seed}
-            trials.append(make_spec(train, resources, loss=loss, params=cal["params"], logit_bias=cal["logit_bias"], lr=lr, seed=seed))
-    return trials
-
-
 class OptunaSpace:
     """Define-by-run Optuna space over the same ranges as the grid: loss (categorical), log-uniform
     learning rate over the grid's span, each parameter uniform over its grid's span (categorical if
-    the grid has one value or non-numeric values). A class, not a closure: Tune pickles the searcher
-    into the experiment state so a killed sweep can resume."""
+    the grid has one value or non-numeric values); ``logit_bias`` is searched like a loss parameter.
+    A class, not a closure: it is pickled with the searcher."""
 
     def __init__(self, losses: list[str], grids: dict, lrs: list[float]):
         self.losses, self.grids, self.lrs = list(losses), grids, list(lrs)
@@ -129,7 +103,7 @@ class OptunaSpace:
     def __call__(self, trial):
         loss = trial.suggest_categorical("loss", self.losses)
         trial.suggest_float("lr", min(self.lrs), max(self.lrs), log=True)
-        for name, values in (self.grids.get(loss) or {}).items():
+        for name, values in sorted((self.grids.get(loss) or {}).items()):
             numeric = all(isinstance(v, (int, float)) for v in values)
             if numeric and len(set(values)) > 1:
                 trial.suggest_float(name, float(min(values)), float(max(values)))
@@ -138,6 +112,85 @@ class OptunaSpace:
         return None
 
 
+def _trial_list_searcher(hparams: list[dict]):
+    """A Tune ``Searcher`` that suggests ``hparams`` in order, one per trial, then FINISHED."""
+    from ray.tune.search import Searcher
+
+    class TrialListSearcher(Searcher):
+        def __init__(self, configs):
+            super().__init__()
+            self.configs, self.next = list(configs), 0
+
+        def suggest(self, trial_id):
+            if self.next >= len(self.configs):
+                return Searcher.FINISHED
+            self.next += 1
+            return dict(self.configs[self.next - 1])
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            pass
+
+        def save(self, checkpoint_path):
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump({"configs": self.configs, "next": self.next}, f)
+
+        def restore(self, checkpoint_path):
+            with open(checkpoint_path, "rb") as f:
+                self.__dict__.update(pickle.load(f))
+
+    return TrialListSearcher(hparams)
+
+
+def _optuna_searcher(space, study_name: str, storage_url, seed: int, epochs: int, metric: str):
+    """``OptunaSearch`` on a persistent study; a trial ASHA stopped before its last epoch is told to
+    Optuna as PRUNED (not COMPLETE), one that raised as FAIL."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    class PersistentOptunaSearch(OptunaSearch):
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            value = (result or {}).get(self.metric)
+            if error or value is None:
+                state, value = optuna.trial.TrialState.FAIL, None
+            elif int((result or {}).get("epoch", 0)) < epochs:
+                state, value = optuna.trial.TrialState.PRUNED, None
+            else:
+                state = optuna.trial.TrialState.COMPLETE
+            if state != optuna.trial.TrialState.COMPLETE and value is None and result:
+                ot_trial.report(float(result.get(self.metric) or 0.0), int(result.get("epoch", 0)))
+            self._ot_study.tell(ot_trial, value, state=state)
+            self._completed_trials.add(trial_id)
+
+    return PersistentOptunaSearch(space=space, metric=metric, mode="max", seed=seed,
+                                  study_name=study_name, storage=storage_url)
+
+
+def selection_metric(train: dict) -> str:
+    """What Optuna and ASHA optimise: noisy-validation top-1 (test top-1 only without a validation split)."""
+    return "val_top1" if float(train.get("val_fraction", 0.0) or 0.0) > 0 else "test_top1"
+
+
+def optuna_storage(storage: st.Storage, name: str, url: str | None):
+    """The Optuna storage of experiment ``name``: ``url`` (a database) if given, else a journal file
+    ``<storage>/<name>/optuna.journal`` (local or NFS storage only)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if url:
+        return optuna.storages.RDBStorage(url) if "://" in url and not url.startswith("file://") else url
+    if not storage.is_local:
+        raise st.StorageError(f"--search optuna on {storage.display()} needs --optuna-storage URL (a database): "
+                              f"Optuna's journal file needs a local or NFS --storage-path")
+    path = storage.path(name, OPTUNA_JOURNAL)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return JournalStorage(JournalFileBackend(path))
+
+
+# ----------------------------------------------------------------------------- results
 @dataclass
 class SweepResult:
     name: str
@@ -147,113 +200,145 @@ class SweepResult:
     extra: dict = field(default_factory=dict)
 
 
-def run_row(spec: dict, metrics: dict | None, error) -> dict:
-    """One ``summary.json`` row: a trial spec's label, its last reported metrics, its status."""
-    label, m = spec["label"], metrics or {}
-    epochs_total = spec["train"].get("epochs")
-    epoch = int(m.get("epoch", 0) or 0)
-    if error is not None:
-        status = "error"
-    elif epochs_total and epoch < epochs_total:
-        status = "stopped"  # ASHA ended it early
-    else:
-        status = "ok"
-    message = None
-    if error is not None:
-        message = str(error).strip().splitlines()[-1][:500] if str(error).strip() else type(error).__name__
-    return {
-        "loss": label["loss"], "params": label["params"], "logit_bias": label["logit_bias"],
-        "lr": label["lr"], "seed": label["seed"],
-        "test_top1": m.get("test_top1"), "test_top5": m.get("test_top5"),
-        "compute_seconds": m.get("worker_seconds", 0.0), "gpu_seconds": m.get("gpu_seconds", 0.0),
-        "trial_seconds": m.get("trial_seconds", 0.0), "epochs": epoch,
-        "num_workers": spec["num_workers"], "gpus": trial_gpus(spec),
-        "status": status, "error": message, "trial_id": m.get("trial_id"), "node_id": m.get("node_id"),
-    }
+# ----------------------------------------------------------------------------- the Tune run
+def _callbacks(kinds: list[str], varied: list[str], name: str, storage: st.Storage) -> list:
+    """Tune logger callbacks: TensorBoard (HParams restricted to what varies), plus ``mlflow``/``wandb``."""
+    from ray.tune.logger import TBXLoggerCallback
+
+    class VariedHParamsTBX(TBXLoggerCallback):
+        def _try_log_hparams(self, trial, result):
+            full = trial.evaluated_params
+            trial.evaluated_params = {k: v for k, v in full.items() if k in varied or k in ("loss", "lr")}
+            try:
+                super()._try_log_hparams(trial, result)
+            finally:
+                trial.evaluated_params = full
+
+    out = [VariedHParamsTBX()]
+    for kind in kinds:
+        out.append(TRACKERS[kind](name, storage))
+    return out
 
 
-def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: Resources, resume: bool = False,
-              search: str = "grid", search_space=None, num_samples: int | None = None, epochs: int = 1,
-              record: dict | None = None, verbose: int = 1) -> SweepResult:
-    """Run (or ``resume``) the Tune experiment ``<storage>/<name>`` over ``trials``.
+def _mlflow(name: str, storage: st.Storage):
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    ``search="grid"``: every spec is one trial (``tune.grid_search`` over the specs).
-    ``search="optuna"``: Optuna TPE samples ``num_samples`` configurations from ``search_space`` (keys
-    applied over ``trials[0]``), ASHA stops the weak ones early on ``test_top1``.
+    # MLflow 3 keeps its local store in SQLite (its ./mlruns file store is in maintenance mode)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+        "sqlite:///" + storage.path(name, "mlflow.db") if storage.is_local else None)
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=name, save_artifact=False)
+
+
+def _wandb(name: str, storage: st.Storage):
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    return WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT", "robustloss"), group=name,
+                               dir=storage.path(name) if storage.is_local else None)
+
+
+TRACKERS = {"mlflow": _mlflow, "wandb": _wandb}
+
+
+def _trial_clock():
+    """A driver callback timing each trial from its scheduling (actor start) to its end."""
+    from ray.tune import Callback
+
+    class TrialClock(Callback):
+        def __init__(self):
+            self.start, self.end = {}, {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.start.setdefault(trial.trial_id, time.time())
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.end[trial.trial_id] = time.time()
+
+        on_trial_error = on_trial_complete
+
+        def seconds(self, trial_id) -> float | None:
+            if trial_id in self.start and trial_id in self.end:
+                return self.end[trial_id] - self.start[trial_id]
+            return None
+
+    return TrialClock()
+
+
+def _trial_dirname_creator(varied: list[str], fixed: Fixed):
+    def name(trial) -> str:
+        """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<trial id>``."""
+        return f"{TrialSpec.from_hparams(fixed, trial.config).dirname(varied)}_{trial.trial_id}"
+
+    return name
+
+
+def progress_reporter(varied: list[str]):
+    """Tune's status table: the searched hyperparameters and the latest epoch's metrics."""
+    from ray.tune import CLIReporter
+
+    params = ["loss"] + [k for k in varied if k != "loss"] + [k for k in ("lr",) if k not in varied]
+    return CLIReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
+                       metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_top1": "val",
+                                       "test_top1": "test", "trial_seconds": "seconds"})
+
+
+def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict], *, resume: bool = False,
+              search: str = "grid", search_space=None, num_samples: int | None = None, record: dict | None = None,
+              verbose: int = 1, callbacks: list[str] = (), optuna_url: str | None = None,
+              extras: dict | None = None) -> SweepResult:
+    """Run (or ``resume``) the Tune experiment ``<storage>/<name>``.
+
+    ``search="grid"``: every dict in ``hparams`` is one trial.
+    ``search="optuna"``: Optuna TPE samples ``num_samples`` configurations from ``search_space``, ASHA
+    stops weak trials early on noisy-validation top-1; the study persists (``optuna_storage``).
+    ``extras``: {TrialSpec.key: {"fault_injection"|"role"|"epochs": ...}} per-trial settings.
     """
-    from ray import tune
-
-    from services.cluster import cluster_capacity
-
-    # Tune's compact progress table (the legacy reporter: one status table every 30 s with the
-    # columns below) instead of the new output's per-trial config and result dumps.
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    # Every epoch is checkpointed (a retried or resumed trial repeats no epoch) and only the last two
-    # are kept, which makes Tune snapshot its state often; that is cheap here, so no warning about it.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-    exp_path = storage.path(name)
+    fixed = Fixed(train=fixed.train, resources=fixed.resources, experiment=name, extras=dict(extras or {}))
+    specs = [TrialSpec.from_hparams(fixed, hp) for hp in hparams]
+    varied = varied_keys(specs) if search == "grid" else sorted({k for s in specs for k in s.hparams} | {"lr"})
     wall0 = time.time()
     prior_wall = 0.0
     if storage.exists(name, st.EXPERIMENT_RECORD):
         prior_wall = float(storage.read_json(name, st.EXPERIMENT_RECORD).get("wall_seconds", 0.0))
     if record is not None and not resume:
-        storage.write_json({**record, "name": name, "started": wall0, "wall_seconds": 0.0}, name, st.EXPERIMENT_RECORD, overwrite=False)
+        storage.write_json({**record, "name": name, "started": wall0, "wall_seconds": 0.0}, name,
+                           st.EXPERIMENT_RECORD, overwrite=False)
 
-    base = trials[0]
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec=base, storage=storage, experiment=name), resources.trial_resources()
-    )
-    if resume and not salvage.state_readable(storage, name) and (
-            storage.exists(name, "tuner.pkl") or storage.exists(name, salvage.SALVAGED)):
-        # Tune's experiment state was cut short (a kill during its in-place write), or an earlier rebuild
-        # found every trial finished and started no Tune run: rebuild from the trials' own folders
-        if search != "grid":
-            raise ExperimentExistsError(f"--resume: Tune's experiment state {salvage.newest_state(storage, name)} at "
-                                        f"{storage.display(name)} is unreadable (truncated by a kill); only grid "
-                                        f"sweeps can be rebuilt from their trials: start again under a new --name")
-        done, trials, aside = salvage.prepare(storage, name, trials)
-        print(f"--resume: Tune's experiment state is unreadable (set aside: {', '.join(aside)}); rebuilt from the "
-              f"trial folders: {len(done)} trial(s) finished, {len(trials)} to run "
-              f"({sum(1 for t in trials if t.get('resume_from'))} from their last checkpoint)", flush=True)
-        resume = False
-        if not trials:
-            return SweepResult(name=name, rows=done, wall_seconds=prior_wall, location=storage.display(name))
-    if resume:
-        if not tune.Tuner.can_restore(exp_path, storage_filesystem=storage.fs):
-            raise ExperimentExistsError(f"--resume: no restorable Tune experiment at {storage.display(name)}")
-        tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=False,
-                                   storage_filesystem=storage.fs)
+    done: list[dict] = []
+    epochs = int(fixed.train["epochs"])
+    if search == "optuna":
+        study_storage = optuna_storage(storage, name, optuna_url)
+        total = num_samples or len(specs)
+        _, enqueue, done = _optuna_resume(storage, name, fixed, study_storage, epochs) if resume else (0, [], [])
+        todo_count = max(0, total - len(done))   # the interrupted trials run again among these
+        for spec in enqueue:
+            if spec.resume_from:
+                fixed.extras.setdefault(spec.key, {})["resume_from"] = spec.resume_from
     else:
-        run_config = tune.RunConfig(
-            name=name, storage_path=storage.root, storage_filesystem=storage.fs,
-            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=verbose, progress_reporter=progress_reporter(search),
-        )
-        concurrency = resources.concurrency(cluster_capacity())
-        if search == "optuna":
-            from ray.tune.schedulers import ASHAScheduler
-            from ray.tune.search.optuna import OptunaSearch
+        if resume:
+            done, specs, _ = salvage.plan(storage, name, specs)
+            print(f"--resume: {len(done)} trial(s) finished and kept, {len(specs)} to run "
+                  f"({sum(1 for s in specs if s.resume_from)} from their last checkpoint)", flush=True)
+            for s in specs:
+                if s.resume_from:
+                    fixed.extras.setdefault(s.key, {})["resume_from"] = s.resume_from
+        todo_count = len(specs)
 
-            tune_config = tune.TuneConfig(
-                metric="test_top1", mode="max", num_samples=num_samples or len(trials),
-                search_alg=OptunaSearch(space=search_space, metric="test_top1", mode="max", seed=base["train"].get("seed", 0)),
-                scheduler=ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 4), reduction_factor=3),
-                max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname,
-            )
-            param_space = {}
-        else:
-            tune_config = tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname)
-            param_space = {"trial": tune.grid_search(trials)}
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-    grid = tuner.fit()
-    rows = salvage.salvaged_rows(storage, name)   # trials finished before a rebuild, if there was one
-    for r in grid:
-        if not r.config:  # a trial whose actor never started has no config to label it with
-            print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
-            continue
-        rows.append(run_row(resolve_trial_spec(r.config, base), r.metrics, r.error))
+    rows = list(done)
+    if todo_count:
+        # Tune's compact progress table (the legacy reporter) instead of per-trial config dumps. What the
+        # run sets in the environment (these, and what Tune's tracker callbacks set, e.g.
+        # MLFLOW_TRACKING_URI) is put back afterwards: a notebook's process is not changed behind its back.
+        saved_env = dict(os.environ)
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        try:
+            rows += _fit(storage, name, fixed, specs, search=search, search_space=search_space, todo_count=todo_count,
+                         epochs=epochs, varied=varied, verbose=verbose, callbacks=list(callbacks),
+                         study_storage=study_storage if search == "optuna" else None)
+        finally:
+            for k in set(os.environ) - set(saved_env):
+                del os.environ[k]
+            os.environ.update(saved_env)
     wall = prior_wall + time.time() - wall0
     if storage.exists(name, st.EXPERIMENT_RECORD):
         rec = storage.read_json(name, st.EXPERIMENT_RECORD)
@@ -261,29 +346,91 @@ def run_sweep(storage: st.Storage, name: str, trials: list[dict], *, resources: 
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
 
 
-def progress_reporter(search: str):
-    """Tune's status table: loss, its parameters, ε, lr, seed and the latest epoch's metrics."""
-    from ray.tune import CLIReporter
+def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count, epochs, varied, verbose, callbacks,
+         study_storage) -> list[dict]:
+    from ray import tune
 
-    if search == "grid":
-        params = {f"trial/label/{k}": k for k in ("loss", "params", "logit_bias", "lr", "seed")}
+    from services.cluster import cluster_capacity
+
+    trainable = tune.with_resources(tune.with_parameters(run_trial, fixed=fixed, storage=storage),
+                                    fixed.resources.trial_resources())
+    concurrency = fixed.resources.concurrency(cluster_capacity())
+    if search == "optuna":
+        from ray.tune.schedulers import ASHAScheduler
+
+        metric = selection_metric(fixed.train)
+        search_alg = _optuna_searcher(search_space, name, study_storage, int(fixed.train.get("seed", 0)), epochs, metric)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 4),
+                                  reduction_factor=3)
+        tune_config = tune.TuneConfig(metric=metric, mode="max", num_samples=todo_count, search_alg=search_alg,
+                                      scheduler=scheduler, max_concurrent_trials=concurrency,
+                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed))
     else:
-        params = ["loss", "lr"]
-    return CLIReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
-                       metric_columns={"epoch": "epoch", "train_loss": "train loss", "test_top1": "top1",
-                                       "trial_seconds": "seconds"})
+        tune_config = tune.TuneConfig(num_samples=len(specs), search_alg=_trial_list_searcher([s.hparams for s in specs]),
+                                      max_concurrent_trials=concurrency,
+                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed))
+    clock = _trial_clock()
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage.root, storage_filesystem=storage.fs,
+        failure_config=tune.FailureConfig(max_failures=fixed.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=verbose, progress_reporter=progress_reporter(varied),
+        callbacks=_callbacks(callbacks, varied, name, storage) + [clock],
+    )
+    results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
+    rows = []
+    for r in results:
+        if not r.config:  # a trial whose actor never started has no config to label it with
+            print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
+            continue
+        scheduled = clock.seconds((r.metrics or {}).get("trial_id"))
+        rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error, scheduled=scheduled))
+    return rows
 
 
-def _trial_dirname(trial) -> str:
-    """Readable, unique trial folder names: ``<loss>_lr<lr>_s<seed>_<trial id>``."""
-    cfg = trial.config
-    label = cfg["trial"]["label"] if "trial" in cfg else {"loss": cfg.get("loss", "x"), "lr": cfg.get("lr", 0), "seed": cfg.get("seed", 0)}
-    return f"{label['loss']}_lr{label['lr']:.3g}_s{label['seed']}_{trial.trial_id}"
+def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
+    """Resume an Optuna search: its finished trials (COMPLETE, PRUNED, FAIL in the study) keep their rows
+    (rebuilt from their checkpoints); trials the kill left RUNNING are marked FAIL in the study and
+    enqueued again with the same parameters, each continuing from its newest checkpoint."""
+    import dataclasses
+
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=study_storage)
+    except KeyError:
+        return 0, [], []
+    found = salvage.scan(storage, name)
+    done, enqueue = [], []
+    for t in study.get_trials(deepcopy=False):
+        spec = TrialSpec.from_hparams(fixed, dict(t.params))
+        hit = found.get(spec.key)
+        if t.state == optuna.trial.TrialState.RUNNING or t.state == optuna.trial.TrialState.WAITING:
+            if t.state == optuna.trial.TrialState.RUNNING:
+                study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+            enqueue.append(dataclasses.replace(spec, resume_from=hit["checkpoint"]) if hit else spec)
+            continue
+        if hit is None:
+            done.append(run_row(spec, {}, RuntimeError("no checkpoint")) if t.state == optuna.trial.TrialState.FAIL
+                        else run_row(spec, {"epoch": 0}, None))
+            continue
+        content = hit["content"]
+        if "nonfinite" in content:
+            done.append(run_row(spec, {}, RuntimeError(content["nonfinite"])))
+            continue
+        state = content["state"]
+        done.append(run_row(spec, {**state["metrics"], **accounting(spec, float(state.get("robustloss_elapsed", 0.0)))},
+                            None if t.state != optuna.trial.TrialState.FAIL else RuntimeError("failed")))
+    print(f"--resume: Optuna study {name!r} has {len(done)} finished trial(s); {len(enqueue)} interrupted one(s) "
+          f"enqueued again", flush=True)
+    return len(enqueue), enqueue, done
 
 
 def write_summary(storage: st.Storage, result: SweepResult, **extra) -> dict:
-    """``summary.json`` (= ``--json-out`` payload) into the experiment folder."""
+    """``summary.json`` (= ``--json-out`` payload) and ``summary.csv`` into the experiment folder."""
     summary = {"experiment": result.name, "location": result.location, "wall_seconds": result.wall_seconds,
                "runs": result.rows, **extra}
     storage.write_json(summary, result.name, st.SUMMARY)
+    storage.write_bytes(to_csv(result.rows).encode(), result.name, "summary.csv")
     return summary

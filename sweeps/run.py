@@ -24,12 +24,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-MODES = ("train", "grid", "analytic", "compare", "all")
+from services.request import (BIAS_SCHEDULES, CALLBACKS, CONFIG_DIR, LR_PROTOCOLS, MODES, PICKS, SEARCHES,
+                              SELECTIONS, RequestError, SweepRequest)
 
-
-class CLIError(ValueError):
-    """Bad command-line or config-file input; printed as one line, exit status 2."""
+CLIError = RequestError   # bad command-line or config-file input: one line, exit status 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,11 +35,26 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows a flag's default once, and only where there is one (not None/False, not already in the text)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS, {}, []) and "default" not in text \
+                and action.option_strings and not isinstance(action, argparse._StoreTrueAction):
+            text += " (default: %(default)s)"
+        return text
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise CLIError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [s.strip() for s in str(text).split(",") if s.strip()]
 
 
 def _number(text: str):
@@ -59,69 +72,95 @@ def _kv(text: str) -> dict:
     for item in filter(None, (s.strip() for s in str(text).split(","))):
         key, sep, value = item.partition("=")
         if not sep:
-            raise CLIError(f"--loss-params item {item!r} is not key=value")
+            raise CLIError(f"key=value list item {item!r} is not key=value")
         out[key.strip()] = _number(value.strip())
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from robustloss_core.datasets import DATASETS
+    from robustloss_core.losses import LOSSES
     from robustloss_core.presets import C_DEFAULT
 
-    p = _Parser(prog="sweeps/run.py", description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--mode", choices=MODES, default="all", help="train: one Ray Train run; grid: baseline Tune sweep; analytic: "
-                   "paper's training-free parameters then train; compare: report; all: grid + analytic + compare")
+    d0 = SweepRequest()
+    p = _Parser(prog="robustloss", description=__doc__.split("\n")[1], formatter_class=_Help,
+                epilog=f"datasets: {', '.join(sorted(DATASETS))}\nlosses: {', '.join(sorted(LOSSES))}")
+    p.add_argument("--mode", choices=MODES, default=d0.mode, help="train: one Ray Train run; grid: baseline Tune sweep; "
+                   "analytic: the paper's training-free parameters, then train; compare: report; all: grid + analytic + compare")
     p.add_argument("--config", help="YAML file with any of these flags (command line overrides), or a paper "
                    "table config from sweeps/configs/paper/ together with --setting")
-    p.add_argument("--setting", default=None, help="paper config: which setting (e.g. sym-40) to run; "
+    p.add_argument("--setting", help="paper config: which setting (e.g. sym-40) to run; "
                    "compare: also print the paper's reported numbers beside ours")
-    p.add_argument("--row", default=None, help="paper config: run the companion invocation that produces this "
+    p.add_argument("--row", help="paper config: run the companion invocation that produces this "
                    "paper row instead of the setting's own (e.g. 'NF-MAE**', 'MAE*'; see the config's row_losses)")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="synthetic")
-    d.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    d.add_argument("--dataset", default=d0.dataset, help="dataset name (list below)")
+    d.add_argument("--data-root", help="folder holding the dataset files (not needed for synthetic)")
     d.add_argument("--download", action="store_true", help="download CIFAR/Fashion-MNIST into --data-root if absent")
-    d.add_argument("--classes", type=int, default=10, help="number of classes of the synthetic dataset")
-    d.add_argument("--dataset-args", type=_kv, default={}, help="extra dataset options k=v,... (e.g. train_per_class=20)")
-    d.add_argument("--noise", choices=("none", "symmetric", "asymmetric"), default="none")
-    d.add_argument("--noise-rate", type=float, default=0.0)
-    d.add_argument("--noise-variant", choices=("paper", "flip"), default="paper",
-                   help="symmetric noise: paper = random label (may stay correct); flip = always a different class")
+    d.add_argument("--classes", type=int, default=d0.classes, help="number of classes K of the synthetic datasets")
+    d.add_argument("--dataset-args", type=_kv, default={}, help="extra dataset options k=v,... (e.g. train_per_class=20,sigma=1)")
+    d.add_argument("--noise", choices=("none", "symmetric", "asymmetric"), default=d0.noise, help="synthetic label noise kind")
+    d.add_argument("--noise-rate", type=float, default=d0.noise_rate, help="label-noise rate in [0, 1]")
+    d.add_argument("--noise-variant", default=d0.noise_variant,
+                   help="symmetric: paper = random label (may stay correct), flip = always another class; "
+                   "asymmetric: paper = the dataset's class map, blocks = APL's CIFAR-100 index blocks")
+    d.add_argument("--val-fraction", type=float, default=d0.val_fraction, help="stratified, seeded hold-out of the "
+                   "training set, carved after label noise (noisy labels); selects configurations; 0 = none")
     t = p.add_argument_group("training")
-    t.add_argument("--losses", default="ce,mae,gce", help="comma-separated loss names (one for --mode train)")
+    t.add_argument("--losses", type=_names, default=d0.losses, help="comma-separated loss names (one for --mode train; list below)")
     t.add_argument("--loss-params", type=_kv, default={}, help="train: loss hyperparameters k=v,... (q, a, alpha, beta, gamma, A, t1, t2)")
     t.add_argument("--logit-bias", default="0", help="train: ε added to the target logit, a number or auto (Eq. 4 for the dataset's K)")
-    t.add_argument("--bias-c", type=float, default=C_DEFAULT, help="Eq. 4 constant c: E[p_y] after the bias (reconstructed default)")
-    t.add_argument("--bias-schedule", choices=("auto", "constant", "weaning"), default="auto",
+    t.add_argument("--bias-c", type=float, default=C_DEFAULT, help="Eq. 4 constant c = E[p_y] after the bias (reconstructed)")
+    t.add_argument("--bias-schedule", choices=BIAS_SCHEDULES, default=d0.bias_schedule,
                    help="logit bias over epochs: weaning = the paper's '**' ladder, 6 values from ε down to ε/6, "
-                   "11 epochs each, repeating (values reconstructed), for every run with ε > 0; constant = ε "
-                   "throughout; auto = weaning for analytic mode on webvision, else constant")
-    t.add_argument("--calibration-reference", type=int, choices=(10, 100), default=100,
-                   help="analytic: K_ref of the setting the '+' losses are calibrated from: 100 = CIFAR-100 "
-                   "parameters (reconstructed default), 10 = CIFAR-10 parameters")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset/loss preset)")
-    t.add_argument("--lrs", type=_floats, default=None, help="grid: learning rates a,b,... (replaces the YAML grid)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the dataset preset)")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--model", default=None, help="model name (default: the dataset preset)")
-    t.add_argument("--seeds", type=int, default=1, help="seeds per configuration (0..N-1)")
-    t.add_argument("--grid-file", default=str(CONFIG_DIR / "grid.yaml"), help="YAML with the default grids per loss")
-    t.add_argument("--search", choices=("grid", "optuna"), default="grid", help="grid: full grid; optuna: TPE + ASHA on the same budget")
-    t.add_argument("--num-samples", type=int, default=None, help="optuna: trials (default: the grid's size)")
+                   "11 epochs each, repeating (values reconstructed); dynamic = ε recomputed every epoch so the "
+                   "biased mean p_y stays at c (fades as the network learns); constant = ε throughout; auto = "
+                   "weaning for analytic mode on webvision, else constant")
+    t.add_argument("--calibration-reference", type=int, choices=(10, 100),
+                   help="analytic: K_ref of the setting the '+' losses are calibrated from, for every loss "
+                   "(default: each recipe's own reference)")
+    t.add_argument("--sigma", default="1", help="σ of the initial logits in Eq. 3/4: a number (the paper: 1) or "
+                   "auto = measured on the model that will train")
+    t.add_argument("--pick", choices=PICKS, default=d0.pick, help="analytic: which member of a loss's calibrated "
+                   "solution set trains: curve = the recipe's deterministic rule; pilot = train the --pilots most "
+                   "different ones for --pilot-fraction of the epochs and keep the best on noisy validation (Fig. 6)")
+    t.add_argument("--pilots", type=int, default=d0.pilots, help="analytic --pick pilot: candidates per loss")
+    t.add_argument("--pilot-fraction", type=float, default=d0.pilot_fraction,
+                   help="analytic --pick pilot: a pilot's share of --epochs")
+    t.add_argument("--lr", type=float, help="one learning rate fixed in advance (implies --lr-protocol shared; "
+                   "default: the dataset/loss preset for --mode train)")
+    t.add_argument("--lrs", type=_floats, help="learning rates a,b,... searched by grid and analytic modes "
+                   "(default: the grid file's)")
+    t.add_argument("--lr-protocol", choices=LR_PROTOCOLS, help="searched: both modes search --lrs (analytic pays "
+                   "for it); shared: both train at --lr (default: shared if --lr is given, else searched)")
+    t.add_argument("--epochs", type=int, help="epochs per trial (default: the dataset preset)")
+    t.add_argument("--batch-size", type=int, help="global batch size (default: the dataset preset)")
+    t.add_argument("--model", help="model name, e.g. mlp1024, resnet32 (default: the dataset preset)")
+    t.add_argument("--seeds", type=int, default=d0.seeds, help="seeds per configuration (0..N-1)")
+    t.add_argument("--grid-file", default=d0.grid_file, help="YAML with the default grids per loss and the lrs")
+    t.add_argument("--search", choices=SEARCHES, default=d0.search, help="grid: the full grid; optuna: TPE + ASHA on the same budget")
+    t.add_argument("--num-samples", type=int, help="optuna: trials (default: the grid's size)")
+    t.add_argument("--optuna-storage", help="optuna: a database URL for the study (default: <storage>/<name>/optuna.journal)")
     t.add_argument("--calibrate-only", action="store_true", help="analytic: compute and store the parameters, do not train")
+    t.add_argument("--selection", choices=SELECTIONS, default=d0.selection, help="compare: pick each mode's best "
+                   "configuration by noisy-validation top-1 (val) or by test top-1 (test = the paper's oracle)")
     r = p.add_argument_group("ray")
-    r.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per run (DDP when > 1)")
-    r.add_argument("--use-gpu", action="store_true")
-    r.add_argument("--gpus-per-trial", type=float, default=1.0, help="GPUs per trial, fractional allowed (e.g. 0.25)")
-    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per worker")
-    r.add_argument("--max-concurrent-trials", type=int, default=None, help="default: as many as the cluster's CPUs/GPUs allow")
-    r.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its last checkpoint")
-    r.add_argument("--address", default=None, help="Ray cluster: auto or host:port (default: embedded local Ray)")
-    r.add_argument("--storage-path", default="results", help="local/NFS folder, s3://bucket/prefix[?endpoint_override=h:p&scheme=http] or gs://")
-    r.add_argument("--name", default=None, help="experiment name (folder under --storage-path)")
+    r.add_argument("--num-workers", type=int, default=d0.num_workers, help="Ray Train workers per run (DDP when > 1)")
+    r.add_argument("--use-gpu", action="store_true", help="train on GPUs")
+    r.add_argument("--gpus-per-trial", type=float, default=d0.gpus_per_trial, help="GPUs per trial, fractional allowed (e.g. 0.25)")
+    r.add_argument("--cpus-per-trial", type=float, default=d0.cpus_per_trial, help="CPUs per worker")
+    r.add_argument("--max-concurrent-trials", type=int, help="default: as many as the cluster's CPUs/GPUs allow")
+    r.add_argument("--max-failures", type=int, default=d0.max_failures, help="retries of a failed trial from its last checkpoint")
+    r.add_argument("--address", help="Ray cluster: auto or host:port (default: an embedded local Ray)")
+    r.add_argument("--storage-path", default=d0.storage_path, help="local/NFS folder, s3://bucket/prefix"
+                   "[?endpoint_override=h:p&scheme=http] or gs://bucket/prefix")
+    r.add_argument("--name", help="experiment name (folder under --storage-path; default: mode-dataset-K-time)")
     r.add_argument("--resume", action="store_true", help="continue the experiment --name")
-    r.add_argument("--grid", dest="grid_name", default=None, help="compare: grid experiment name")
-    r.add_argument("--analytic", dest="analytic_name", default=None, help="compare: analytic experiment name")
-    r.add_argument("--json-out", default=None, help="write a machine-readable summary here")
+    r.add_argument("--grid", dest="grid_name", help="compare: grid experiment name")
+    r.add_argument("--analytic", dest="analytic_name", help="compare: analytic experiment name")
+    r.add_argument("--json-out", help="write a machine-readable summary here")
+    r.add_argument("--callbacks", type=_names, default=[], help=f"experiment trackers beside TensorBoard: "
+                   f"{', '.join(CALLBACKS)} (extras robustloss[mlflow], robustloss[wandb])")
     r.add_argument("--quiet", action="store_true", help="no Tune progress table")
     return p
 
@@ -158,7 +197,7 @@ def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None
         if dest not in dests or dest in ("help", "config", "setting", "row"):
             raise CLIError(f"--config {path!r}: unknown key {key!r}")
         action = dests[dest]
-        if isinstance(value, list) and dest in ("losses", "lrs"):
+        if isinstance(value, list) and dest in ("losses", "lrs", "callbacks"):
             value = ",".join(str(v) for v in value)
         if isinstance(value, dict) and dest in ("loss_params", "dataset_args"):
             out[dest] = value
@@ -174,11 +213,8 @@ def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None
     return out
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and validate flags (and ``--config``) without starting Ray or touching storage."""
-    from robustloss_core.datasets import DATASETS, dataset_num_classes
-    from robustloss_core.losses import LOSSES, build_loss
-
+def parse_args(argv: list[str] | None = None) -> SweepRequest:
+    """Parse flags (and ``--config``) into a validated ``SweepRequest``, without starting Ray or touching storage."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     first = parser.parse_args(argv)
@@ -187,85 +223,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args = parser.parse_args(argv)
     else:
         args = first
-
-    if args.dataset not in DATASETS:
-        raise CLIError(f"unknown dataset {args.dataset!r}; choose from {', '.join(sorted(DATASETS))}")
-    args.losses = [s.strip() for s in str(args.losses).split(",") if s.strip()]
-    for loss in args.losses:
-        if loss not in LOSSES:
-            raise CLIError(f"unknown loss {loss!r}; choose from {', '.join(sorted(LOSSES))}")
-    if args.mode == "train" and len(args.losses) != 1:
-        raise CLIError(f"--mode train takes exactly one loss, got {','.join(args.losses)!r}")
-    if not 0.0 <= args.noise_rate <= 1.0:
-        raise CLIError(f"--noise-rate {args.noise_rate} is outside [0, 1]")
-    if args.noise == "none" and args.noise_rate > 0:
-        raise CLIError(f"--noise-rate {args.noise_rate} needs --noise symmetric or asymmetric")
-    for flag, value, low in (("--seeds", args.seeds, 1), ("--num-workers", args.num_workers, 1), ("--epochs", args.epochs, 1),
-                             ("--batch-size", args.batch_size, 1), ("--num-samples", args.num_samples, 1), ("--classes", args.classes, 2)):
-        if value is not None and value < low:
-            raise CLIError(f"{flag} {value} must be >= {low}")
-    for flag, value in (("--lr", args.lr), ("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial)):
-        if value is not None and value <= 0:
-            raise CLIError(f"{flag} {value} must be > 0")
-    if args.lrs is not None and (not args.lrs or min(args.lrs) <= 0):
-        raise CLIError(f"--lrs {args.lrs} must be positive numbers")
-    if str(args.logit_bias) != "auto":
-        try:
-            args.logit_bias = float(args.logit_bias)
-        except ValueError:
-            raise CLIError(f"--logit-bias {args.logit_bias!r} must be a number or auto") from None
-    if not 0.0 < args.bias_c < 1.0:
-        raise CLIError(f"--bias-c {args.bias_c} must be in (0, 1)")
-    if args.mode == "compare" and not (args.grid_name and args.analytic_name):
-        raise CLIError("--mode compare needs --grid NAME and --analytic NAME")
-    if args.resume and not args.name:
-        raise CLIError("--resume needs --name of the experiment to continue")
-    if args.use_gpu and args.gpus_per_trial < args.num_workers and args.gpus_per_trial > 1:
-        raise CLIError(f"--gpus-per-trial {args.gpus_per_trial} must be < 1 (shared) or a multiple of --num-workers")
-    if args.dataset == "imagefolder" and not args.data_root:
-        raise CLIError("--dataset imagefolder needs --data-root")
-    args.dataset_kwargs = {**({"classes": args.classes} if args.dataset == "synthetic" else {}), **args.dataset_args}
-    try:
-        args.num_classes = dataset_num_classes(args.dataset, root=args.data_root, **args.dataset_kwargs)
-    except (ValueError, OSError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
-    if args.mode == "train":
-        try:
-            build_loss(args.losses[0], args.num_classes, dataset=args.dataset, **args.loss_params)
-        except (ValueError, TypeError) as exc:
-            raise CLIError(str(exc).splitlines()[0]) from None
-    if args.mode in ("grid", "all"):
-        args.grids, grid_lrs = load_grids(args.grid_file, args.losses)
-        args.lrs = args.lrs or grid_lrs
-    return args
-
-
-def load_grids(path: str, losses: list[str]) -> tuple[dict, list[float]]:
-    """Per-loss parameter grids and the learning-rate grid from the grid YAML."""
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise CLIError(f"--grid-file {path!r}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise CLIError(f"--grid-file {path!r}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    grids = data.get("losses") or {}
-    missing = [loss for loss in losses if loss not in grids]
-    if missing:
-        raise CLIError(f"--grid-file {path!r} has no grid for {', '.join(missing)}")
-    lrs = [float(x) for x in data.get("lrs") or []]
-    if not lrs:
-        raise CLIError(f"--grid-file {path!r}: needs a non-empty 'lrs' list")
-    return {loss: {k: list(v) if isinstance(v, list) else [v] for k, v in (grids[loss] or {}).items()} for loss in losses}, lrs
+    options = vars(args)
+    if isinstance(options.get("losses"), str):
+        options["losses"] = _names(options["losses"])
+    if isinstance(options.get("callbacks"), str):
+        options["callbacks"] = _names(options["callbacks"])
+    options["logit_bias"] = _number(str(options["logit_bias"])) if str(options["logit_bias"]) != "auto" else "auto"
+    options["sigma"] = _number(str(options["sigma"])) if str(options["sigma"]) != "auto" else "auto"
+    return SweepRequest.from_options(**options).validated()
 
 
 def main(argv: list[str] | None = None) -> int:
     from services import app
 
     try:
-        args = parse_args(argv)
-        return app.run(args)
-    except CLIError as exc:
+        request = parse_args(argv)
+        return app.run(request)
+    except RequestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except app.UserError as exc:

@@ -1,5 +1,6 @@
 import gzip
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -49,6 +50,16 @@ def test_cifar10_reads_pickles(cifar10_root):
                           / torch.tensor(t.std)[:, None, None]).flatten(1), pad[:, None]], 1)
     for c in range(3):
         assert torch.isin(xt[c].flatten().round(decimals=4), allowed[c].round(decimals=4)).all()
+
+
+def test_holdout_dataset_of_in_memory_images_is_unaugmented(cifar10_root):
+    root, arr = cifar10_root
+    b = build_dataset("cifar10", root)
+    held = ds.holdout_dataset(b, np.array([3, 7]))
+    for i, j in enumerate((3, 7)):
+        x, y = held[i]
+        torch.testing.assert_close(x, b.test.transform(torch.from_numpy(arr["train_x"][j]).float() / 255))
+        assert y == arr["train_y"][j]
 
 
 def test_cifar10_root_may_be_the_batches_folder(cifar10_root):
@@ -183,6 +194,15 @@ def test_imagefolder(imagefolder_root):
     assert [y for _, y in b.test.samples] == [1, 2]        # val uses the train class indices
     assert b.train[0][0].shape == (3, 8, 8) and b.test[1][0].shape == (3, 8, 8)
     assert dataset_num_classes("imagefolder", root=imagefolder_root) == 3
+    # the validation hold-out reads training images with the eval transform (deterministic resize + crop)
+    held = ds.holdout_dataset(b, [4, 1])
+    assert held.samples == [b.train.samples[4], b.train.samples[1]] and held.transform is b.test.transform
+    from PIL import Image
+
+    with Image.open(b.train.samples[1][0]) as im:
+        ref = b.test.transform(im.convert("RGB"))
+    x, y = held[1]
+    assert torch.equal(x, ref) and torch.equal(held[1][0], x) and y == b.train_targets[1]
 
 
 def test_imagefolder_test_split_and_errors(imagefolder_root, tmp_path):
@@ -199,7 +219,7 @@ def test_imagefolder_test_split_and_errors(imagefolder_root, tmp_path):
 # ------------------------------------------------------------------------------------------------- registry
 def test_registry_and_num_classes():
     assert set(ds.DATASETS) == {"cifar10", "cifar100", "fashionmnist", "webvision", "mini-webvision", "imagefolder",
-                                "synthetic"}
+                                "synthetic", "synthetic-easy"}
     assert [dataset_num_classes(n, root=None) for n in ("cifar10", "cifar100", "fashionmnist")] == [10, 100, 10]
     assert dataset_num_classes("synthetic", classes=1000, train_per_class=3) == 1000
     assert dataset_num_classes("synthetic") == 10
@@ -244,6 +264,38 @@ def test_synthetic_bounds_and_other_args():
         build_dataset("synthetic", train_per_class=0)
     with pytest.raises(ValueError, match="sigma=-1"):
         build_dataset("synthetic", sigma=-1.0)
+
+
+def test_synthetic_easy_is_the_generator_at_sigma_one():
+    from robustloss_core.config import TrainConfig
+
+    kw = dict(classes=4, train_per_class=6, test_per_class=3, dim=8)
+    easy, ref = build_dataset("synthetic-easy", seed=2, **kw), build_dataset("synthetic", seed=2, sigma=1.0, **kw)
+    assert easy.name == "synthetic-easy" and easy.info["sigma"] == 1.0
+    for a, b in ((easy.tensors.train_x, ref.tensors.train_x), (easy.tensors.test_x, ref.tensors.test_x)):
+        assert torch.equal(a, b)
+    same = build_dataset("synthetic-easy", seed=2, sigma=2.0, **kw)      # same keyword arguments accepted
+    assert torch.equal(same.tensors.train_x, build_dataset("synthetic", seed=2, **kw).tensors.train_x)
+    assert dataset_num_classes("synthetic-easy", classes=7) == 7 and ds.preset_dataset("synthetic-easy") == "synthetic"
+    got, want = (TrainConfig(dataset=n, epochs=3).resolved().to_dict() for n in ("synthetic-easy", "synthetic"))
+    assert {**got, "dataset": "synthetic"} == want                          # the synthetic presets
+    # nearest class mean on the features at K = 10: 98.5 % here, 73.5 % at the default sigma 2
+    t = build_dataset("synthetic-easy", seed=0).tensors
+    centroids = torch.stack([t.train_x[t.train_y == k].mean(0) for k in range(10)])
+    assert (torch.cdist(t.test_x, centroids).argmin(1) == t.test_y).float().mean().item() > 0.95
+
+
+@pytest.mark.parametrize("sigma", [4.0, 6.0])
+def test_oracle_matches_the_two_class_closed_form(sigma):
+    """K = 2: the nearest-prototype rule errs when the noise's projection on μ1 − μ2 exceeds half the
+    distance: accuracy Φ(‖μ1 − μ2‖ / (2σ)) for the generator's prototypes (its first draw)."""
+    mu = np.random.default_rng(5).standard_normal((2, 32))
+    phi = 0.5 * (1 + math.erf(np.linalg.norm(mu[0] - mu[1]) / (2 * sigma) / math.sqrt(2)))
+    got = ds.synthetic_oracle_top1(2, sigma, samples=200_000, seed=5)
+    assert 0.7 < phi < 0.95 and abs(got - 100 * phi) < 0.4        # s.e. ≤ 0.1 percentage points
+    assert ds.synthetic_oracle_top1(2, sigma, samples=200_000, seed=5) == got
+    with pytest.raises(ValueError, match="sigma=0"):
+        ds.synthetic_oracle_top1(10, 0)
 
 
 def test_synthetic_default_difficulty():

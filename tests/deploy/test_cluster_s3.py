@@ -1,7 +1,9 @@
 """A two-node Ray cluster on this machine runs a grid sweep whose trials land on both nodes, with
 results in an S3-compatible object store (moto server on loopback) given as `--storage-path s3://...`;
 `--mode compare` reads them back from there."""
+import contextlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,21 @@ TINY = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_pe
         "--batch-size", "32", "--epochs", "2", "--quiet"]
 
 
+@contextlib.contextmanager
+def ray_address_file_kept(path=Path("/tmp/ray/ray_current_cluster")):
+    """ray.cluster_utils.Cluster writes its head's address to Ray's default address file, which every
+    `--address auto` and `ray status` on the machine reads: put back what was there (someone else's
+    `ray start`) once the test cluster is gone."""
+    before = path.read_bytes() if path.exists() else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            path.write_bytes(before)
+        elif path.exists():
+            path.unlink()
+
+
 def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
     import boto3
     from ray.cluster_utils import Cluster
@@ -21,17 +38,18 @@ def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
     uri = f"s3://{bucket}/sweeps?endpoint_override={endpoint}&scheme=http"
     grid = tmp_path / "grid.yaml"
     grid.write_text("lrs: [0.02, 0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        common = ["--address", cluster.address, "--storage-path", uri, "--losses", "gce", *TINY]
-        g = run_cli(["--mode", "grid", "--name", "g", "--grid-file", str(grid), *common])
-        assert g.returncode == 0, g.stdout[-3000:] + g.stderr[-3000:]
-        a = run_cli(["--mode", "analytic", "--name", "a", "--seeds", "2", *common])
-        assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
-    finally:
-        cluster.shutdown()
+    with ray_address_file_kept():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            common = ["--address", cluster.address, "--storage-path", uri, "--losses", "gce", *TINY]
+            g = run_cli(["--mode", "grid", "--name", "g", "--grid-file", str(grid), *common])
+            assert g.returncode == 0, g.stdout[-3000:] + g.stderr[-3000:]
+            a = run_cli(["--mode", "analytic", "--name", "a", "--seeds", "2", *common])
+            assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
+        finally:
+            cluster.shutdown()   # this cluster's processes only (its Node objects know their pids)
 
     s3 = boto3.client("s3", endpoint_url=f"http://{endpoint}")
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="sweeps/")

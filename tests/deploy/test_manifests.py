@@ -34,6 +34,7 @@ EXPECTED_FILES = [
     "cluster-launcher/gpu-cluster.yaml",
     "cluster-launcher/onprem-cluster.yaml",
     "cluster-launcher/onprem.md",
+    "grafana/robustloss-trials.json",
 ]
 LAUNCHER_CONFIGS = ["cluster-launcher/gpu-cluster.yaml", "cluster-launcher/onprem-cluster.yaml"]
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))

@@ -16,16 +16,22 @@ def test_analytic_webvision_without_data(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
     assert "--data-root" in proc.stdout and str(tmp_path / "nowhere") in proc.stdout
+    from robustloss_core import theory
+
     cal = json.loads(out.read_text())["calibration"]
-    assert cal["mae"]["logit_bias"] == pytest.approx(6.090, abs=0.02)  # reference-params.md, c = 0.25
-    assert cal["gce"]["params"]["q"] == pytest.approx(0.482, abs=0.005)
-    assert cal["nce_agce"]["params"]["a"] == pytest.approx(18.2, rel=0.05)
-    for loss in ("gce", "nce_agce"):
+    assert cal["mae"]["logit_bias"] == pytest.approx(theory.logit_bias(1000), abs=1e-6)   # Eq. 4, c = 0.25
+    for loss in ("gce", "nce_agce"):   # each loss from its own reference, recorded with the rule's verdict
+        want = theory.default_calibration(loss, 1000, dataset="webvision").to_dict()
+        assert cal[loss]["params"] == pytest.approx(want["params"]) and cal[loss]["reference_classes"] == want["reference_classes"]
         assert cal[loss]["achieved"] == pytest.approx(cal[loss]["target"], rel=1e-4) and cal[loss]["seconds"] > 0
+        assert cal[loss]["rejected"] or cal[loss]["peak_ratio"] <= 2.0
+    assert cal["gce"]["reference_classes"] == 10 and cal["nce_agce"]["reference_classes"] == 100
     store = tmp_path / "store" / "wv"
-    assert json.loads((store / "calibration.json").read_text())["num_classes"] == 1000
+    stored = json.loads((store / "calibration.json").read_text())
+    assert stored["num_classes"] == 1000 and stored["sigma"] == 1.0
     assert json.loads((store / "summary.json").read_text())["runs"] == []
-    assert (store / "error_curves.png").read_bytes()[:4] == b"\x89PNG"
+    for png in ("error_curves.png", "epsilon_vs_k.png"):
+        assert (store / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_analytic_calibration_reference_k10(tmp_path):
@@ -36,8 +42,14 @@ def test_analytic_calibration_reference_k10(tmp_path):
                     "--storage-path", str(tmp_path / "store"), "--json-out", str(out)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cal = json.loads(out.read_text())["calibration"]
-    assert cal["gce"]["params"]["q"] == pytest.approx(0.261, abs=0.003) and cal["gce"]["reference_classes"] == 10
-    assert cal["nce_mae"]["target"] == pytest.approx(-0.100, abs=0.002)  # NCE+MAE (1, 1) at K = 10
+    from robustloss_core import theory
+
+    for loss in ("gce", "nce_mae"):
+        want = theory.default_calibration(loss, 1000, dataset="synthetic", reference_classes=10).to_dict()
+        assert cal[loss]["params"] == pytest.approx(want["params"]) and cal[loss]["reference_classes"] == 10
+    # the target is the reference curve at z* = 0: NCE+MAE (1, 1) at K = 10, computed independently
+    ref = theory.mean_backprop_error("nce_mae", 10, [0.0], params={"alpha": 1.0, "beta": 1.0})
+    assert cal["nce_mae"]["target"] == pytest.approx(float(ref.mean[0]), rel=0.02)
     stored = json.loads((tmp_path / "store" / "k10" / "calibration.json").read_text())
     assert stored["reference_classes"] == 10
     bad = run_cli(["--mode", "analytic", "--calibration-reference", "50", "--storage-path", str(tmp_path / "s2")])
@@ -47,20 +59,58 @@ def test_analytic_calibration_reference_k10(tmp_path):
 
 def test_bias_schedule_flag_reaches_every_biased_trial():
     """--bias-schedule weaning: every grid trial with ε > 0 trains on the ladder from its own ε;
-    auto: the ladder only for analytic mode on webvision."""
+    auto: the ladder only for analytic mode on webvision; dynamic: the per-epoch rule with --bias-c."""
     from robustloss_core.config import TrainConfig
-    from services import app, sweeps
+    from services import sweeps
+    from services.spec import Fixed, TrialSpec
     from sweeps.run import parse_args
 
-    args = parse_args(["--mode", "grid", "--losses", "mae", "--classes", "20", "--bias-schedule", "weaning",
-                       "--grid-file", "sweeps/configs/paper/grids/webvision-mae-star.yaml", "--epochs", "3"])
-    trials = sweeps.grid_trials(app.base_train(args), args.losses, {"mae": {"logit_bias": [0.0, 6.0]}}, [0.1], 1,
-                                app.resources_from(args))
-    ladders = [TrainConfig.from_dict(t["train"]).resolved().logit_bias_schedule for t in trials]
+    req = parse_args(["--mode", "grid", "--losses", "mae", "--classes", "20", "--bias-schedule", "weaning",
+                      "--grid-file", "sweeps/configs/paper/grids/webvision-mae-star.yaml", "--epochs", "3"])
+    fixed = Fixed(train=req.base_train(), resources=req.resources())
+    hps = sweeps.grid_hparams(req.losses, {"mae": {"logit_bias": [0.0, 6.0]}}, [0.1], 1)
+    ladders = [TrainConfig.from_dict(TrialSpec.from_hparams(fixed, hp).train_config()).resolved().logit_bias_schedule
+               for hp in hps]
     assert ladders[0] is None
     assert ladders[1]["values"] == pytest.approx([6.0, 5.0, 4.0, 3.0, 2.0, 1.0]) and ladders[1]["hold"] == 11
-    assert app.base_train(parse_args(["--mode", "grid", "--losses", "mae"]))["logit_bias_schedule"] is None
+    assert parse_args(["--mode", "grid", "--losses", "mae"]).base_train()["logit_bias_schedule"] is None
     wv = parse_args(["--mode", "analytic", "--dataset", "webvision", "--data-root", "/nonexistent", "--losses", "mae"])
-    assert app.bias_schedule(wv) == {"kind": "weaning", "steps": 6, "hold": 11}
-    wv.bias_schedule = "constant"
-    assert app.bias_schedule(wv) is None
+    assert wv.resolved_bias_schedule() == {"kind": "weaning", "steps": 6, "hold": 11}
+    assert wv.replace(bias_schedule="constant").resolved_bias_schedule() is None
+    dyn = parse_args(["--mode", "grid", "--losses", "mae", "--bias-schedule", "dynamic", "--bias-c", "0.3"])
+    assert dyn.base_train()["logit_bias_schedule"] == {"kind": "dynamic", "c": 0.3}
+
+
+@pytest.mark.ray
+def test_analytic_pick_pilot_and_measured_sigma(tmp_path):
+    """--pick pilot trains the most different admissible solutions as real (pilot) trials, keeps the best on
+    noisy validation and draws the solution set; --sigma auto feeds the measured σ of the model into Eq. 3/4."""
+    import torch
+
+    from robustloss_core import datasets, models, theory
+
+    out = tmp_path / "a.json"
+    proc = run_cli(["--mode", "analytic", "--losses", "nce_mae", "--classes", "20", "--dataset-args",
+                    "train_per_class=10,test_per_class=5", "--epochs", "10", "--lrs", "0.1", "--pick", "pilot",
+                    "--pilots", "2", "--sigma", "auto", "--batch-size", "32", "--quiet", "--name", "p",
+                    "--storage-path", str(tmp_path / "store"), "--json-out", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    pilots = [r for r in summary["runs"] if r["role"] == "pilot"]
+    main = [r for r in summary["runs"] if r["role"] == "main"]
+    assert len(pilots) == 2 and all(r["epochs"] == 1 and r["status"] == "ok" for r in pilots)
+    assert len({json.dumps(r["params"], sort_keys=True) for r in pilots}) == 2   # two different solutions
+    best = max(pilots, key=lambda r: r["val_top1"])
+    assert len(main) == 1 and main[0]["params"] == pytest.approx(best["params"]) and main[0]["epochs"] == 10
+    stored = json.loads((tmp_path / "store" / "p" / "calibration.json").read_text())
+    assert stored["losses"]["nce_mae"]["pick"]["rule"] == "pilot"
+    assert (tmp_path / "store" / "p" / "solution_set_nce_mae.png").read_bytes()[:4] == b"\x89PNG"
+    # σ: the stored one is the preset model's initial-logit std on the training data, computed here again
+    bundle = datasets.build_dataset("synthetic", classes=20, train_per_class=10, test_per_class=5)
+    torch.manual_seed(0)
+    model = models.build_model("mlp1024", 20, bundle.input_shape)
+    x = datasets.normalize_batch(bundle.tensors.train_x[:512], bundle.tensors.mean, bundle.tensors.std)
+    with torch.no_grad():
+        sigma = float(model(x).std())
+    assert stored["sigma"] == pytest.approx(sigma, rel=1e-3) and stored["sigma_measured"] == stored["sigma"]
+    assert summary["calibration"]["nce_mae"]["sigma"] == pytest.approx(sigma, rel=1e-3)

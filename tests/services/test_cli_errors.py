@@ -18,6 +18,21 @@ from sweeps.run import CLIError, parse_args
     (["--mode", "train", "--losses", "ce", "--logit-bias", "big"], "big"),
     (["--mode", "grid", "--classes", "1"], "--classes"),
     (["--mode", "grid", "--resume"], "--name"),
+    # checks that used to pass the CLI and fail inside every trial
+    (["--mode", "grid", "--noise", "asymmetric", "--noise-rate", "0.2"], "synthetic"),
+    (["--mode", "grid", "--lr", "nan"], "nan"),
+    (["--mode", "grid", "--lrs", "0.1,inf"], "inf"),
+    (["--mode", "grid", "--noise", "symmetric", "--noise-rate", "0.2", "--noise-variant", "blocks"], "blocks"),
+    (["--mode", "grid", "--dataset", "cifar10", "--noise", "asymmetric", "--noise-rate", "0.2",
+      "--noise-variant", "blocks"], "blocks"),
+    (["--mode", "grid", "--val-fraction", "1"], "--val-fraction"),
+    (["--mode", "grid", "--val-fraction", "-0.1"], "--val-fraction"),
+    (["--mode", "grid", "--callbacks", "neptune"], "neptune"),
+    (["--mode", "grid", "--name", "../escape"], "../escape"),
+    (["--mode", "all", "--val-fraction", "0"], "--val-fraction"),
+    (["--mode", "grid", "--lr-protocol", "shared"], "--lr"),
+    (["--mode", "analytic", "--search", "optuna"], "optuna"),
+    (["--mode", "grid", "--sigma", "-1"], "--sigma"),
 ])
 def test_parse_args_rejects(argv, needle):
     with pytest.raises(CLIError) as err:
@@ -50,6 +65,18 @@ def test_config_file_and_override(tmp_path):
     assert args.mode == "grid" and args.num_classes == 7 and args.losses == ["ce", "gce"]
     assert args.lrs == [0.1, 0.2] and args.seeds == 2  # command line beats the file
     assert set(args.grids) == {"ce", "gce"}
+    assert args.lr_protocol == "searched"
+    shared = parse_args(["--config", str(cfg), "--lr", "0.05"])
+    assert shared.lr_protocol == "shared" and shared.lrs == [0.05]   # a fixed LR is the shared protocol
+
+
+def test_api_rejects_what_the_cli_rejects():
+    from services import api
+
+    with pytest.raises(api.RequestError, match="learning_rate"):
+        api.grid(learning_rate=0.1)
+    with pytest.raises(api.RequestError, match="asymmetric"):
+        api.grid(noise="asymmetric", noise_rate=0.2, storage_path="/nonexistent/never-created")
 
 
 def one_line_error(proc, needle):

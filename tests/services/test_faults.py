@@ -6,7 +6,7 @@ import pytest
 
 pytestmark = pytest.mark.ray
 
-BASE = {"dataset": "synthetic", "dataset_args": {"classes": 10, "train_per_class": 20, "test_per_class": 10},
+BASE = {"dataset": "synthetic", "dataset_args": {"classes": 10, "train_per_class": 20, "test_per_class": 10}, "val_fraction": 0.1,
         "loss": "ce", "loss_params": {}, "lr": 0.05, "epochs": 3, "batch_size": 32, "seed": 0, "device": "cpu"}
 
 
@@ -23,14 +23,15 @@ def test_injected_failure_retried_from_checkpoint_and_nan_fails(tmp_path, ray_lo
     from robustloss_core import engine
     from robustloss_core.config import TrainConfig
     from services import sweeps
+    from services.spec import Fixed, Resources, TrialSpec
     from services.storage import resolve_storage
 
-    resources = sweeps.Resources(max_failures=2)
-    ok = sweeps.make_spec(dict(BASE), resources, loss="ce", params={}, logit_bias=0.0, lr=0.05, seed=0)
-    ok["fault_injection"] = {"epoch": 2, "marker": str(tmp_path / "crashed-once")}
-    nan = sweeps.make_spec({**BASE, "lr": 1e8}, resources, loss="ce", params={}, logit_bias=0.0, lr=1e8, seed=0)
+    fixed = Fixed(train={k: v for k, v in BASE.items() if k not in ("loss", "loss_params", "lr", "seed")},
+                  resources=Resources(max_failures=2))
+    ok, nan = {"loss": "ce", "lr": 0.05, "seed": 0}, {"loss": "ce", "lr": 1e8, "seed": 0}
+    extras = {TrialSpec.from_hparams(fixed, ok).key: {"fault_injection": {"epoch": 2, "marker": str(tmp_path / "crashed-once")}}}
     storage = resolve_storage(tmp_path / "store")
-    res = sweeps.run_sweep(storage, "faults", [ok, nan], resources=resources, epochs=3, verbose=0)
+    res = sweeps.run_sweep(storage, "faults", fixed, [ok, nan], verbose=0, extras=extras)
 
     by_lr = {r["lr"]: r for r in res.rows}
     assert (tmp_path / "crashed-once").exists()  # the fault really fired

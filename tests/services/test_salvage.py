@@ -1,4 +1,4 @@
-"""services/salvage.py without Ray: trial folders written in Tune's layout, a truncated experiment state."""
+"""services/salvage.py (the one resume path) without Ray: trial folders as the trials write them."""
 import json
 import shutil
 
@@ -6,108 +6,88 @@ import torch
 
 from robustloss_core.engine import STATE_FORMAT
 from services import salvage
+from services.spec import Fixed, Resources, TrialSpec
 from services.storage import resolve_storage
 from services.trainer import NONFINITE_FILE, SPEC_FILE, STATE_FILE, _run_engine
 
-
-def spec(lr: float, epochs: int = 4) -> dict:
-    return {"train": {"loss": "ce", "lr": lr, "epochs": epochs, "seed": 0}, "num_workers": 1, "use_gpu": False,
-            "gpus_per_worker": 0.0, "cpus_per_worker": 1, "max_failures": 2,
-            "label": {"loss": "ce", "params": {}, "logit_bias": 0.0, "lr": lr, "seed": 0}, "fault_injection": None}
+FIXED = Fixed(train={"dataset": "synthetic", "epochs": 4, "batch_size": 8, "val_fraction": 0.0,
+                     "dataset_args": {"classes": 4, "train_per_class": 8, "test_per_class": 4}},
+              resources=Resources(), experiment="kr")
 
 
-def trial(exp, dirname, s, checkpoints, params_cut=False):
-    """A Tune trial folder: params.json (cut short by a kill if ``params_cut``) and checkpoint_NNNNNN/
-    folders ({epoch} or "nonfinite" or "cut"), each with the spec copy the trial writes (spec.json)."""
+def spec(lr: float) -> TrialSpec:
+    return TrialSpec.from_hparams(FIXED, {"loss": "ce", "lr": lr, "seed": 0})
+
+
+def trial(exp, dirname, s: TrialSpec, checkpoints):
+    """A trial folder with checkpoint_NNNNNN/ folders ({epoch} or "nonfinite" or "cut" (a half-written
+    state) or "nospec" (spec.json cut)), each with the spec copy the trial writes (spec.json)."""
     d = exp / dirname
     d.mkdir(parents=True)
-    (d / "params.json").write_text(json.dumps({"trial": s})[:20 if params_cut else None])
+    (d / "params.json").write_text(json.dumps(s.hparams))
     for i, c in enumerate(checkpoints):
         ck = d / f"checkpoint_{i:06d}"
         ck.mkdir()
-        (ck / SPEC_FILE).write_text(json.dumps(s))
+        (ck / SPEC_FILE).write_text(json.dumps(s.to_dict())[: 10 if c == "nospec" else None])
         if c == "nonfinite":
             (ck / NONFINITE_FILE).write_text(json.dumps({"reason": "non-finite training loss (nan)"}))
         elif c == "cut":
             (ck / STATE_FILE).write_bytes(b"PK\x03\x04 truncated")
         else:
-            torch.save({"format": STATE_FORMAT, "epoch": c,
-                        "metrics": {"epoch": c, "test_top1": 10.0 * c, "test_top5": 50.0},
-                        "robustloss_elapsed": 3.0 * c}, ck / STATE_FILE)
+            epoch = 2 if c == "nospec" else c
+            torch.save({"format": STATE_FORMAT, "epoch": epoch,
+                        "metrics": {"epoch": epoch, "test_top1": 10.0 * epoch, "test_top5": 50.0, "val_top1": 9.0 * epoch},
+                        "robustloss_elapsed": 3.0 * epoch}, ck / STATE_FILE)
 
 
-def test_prepare_splits_finished_and_resumable_trials(tmp_path):
+def test_plan_splits_finished_and_resumable_trials(tmp_path):
     storage = resolve_storage(tmp_path / "store")
     exp = tmp_path / "store" / "kr"
-    exp.mkdir(parents=True)
-    (exp / "tuner.pkl").write_bytes(b"old tuner")
-    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')   # cut mid-write
-    (exp / "basic-variant-state-2026-01-01_00-00-00.json").write_text("{}")
-    assert salvage.newest_state(storage, "kr") == "experiment_state-2026-01-01_00-00-00.json"
-    assert not salvage.state_readable(storage, "kr")
-
     specs = [spec(0.01), spec(0.02), spec(0.03), spec(0.04), spec(0.05), spec(0.06)]
     trial(exp, "ce_a", specs[0], [3, 4])                 # finished
     trial(exp, "ce_b", specs[1], [1, 2, "cut"])          # newest checkpoint half-copied: continue from epoch 2
     trial(exp, "ce_c", specs[2], [1, "nonfinite"])       # diverged: done, with its error
-    trial(exp, "ce_d", specs[3], [])                     # started, nothing saved
-    (exp / "ce_e").mkdir()
-    (exp / "ce_e" / "params.json").write_text("")        # params.json itself cut, no checkpoint: ignored
-    trial(exp, "ce_f", specs[5], [4], params_cut=True)   # params.json cut: named by its checkpoint, finished
-    rows, todo, aside = salvage.prepare(storage, "kr", specs)
+    trial(exp, "ce_d", specs[3], [])                     # started, nothing saved: runs from scratch
+    trial(exp, "ce_e1", specs[4], [1, 2])                # ran twice (an earlier resume): the furthest wins
+    trial(exp, "ce_e2", specs[4], [3, "nospec"])
+    trial(exp, "train/" + specs[5].key, specs[5], [4])   # a multi-worker trial's Ray Train folder
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')   # Tune's, cut: not read
+    rows, todo, _ = salvage.plan(storage, "kr", specs)
 
     by_lr = {r["lr"]: r for r in rows}
     assert set(by_lr) == {0.01, 0.03, 0.06}
     assert by_lr[0.01]["status"] == "ok" and by_lr[0.01]["epochs"] == 4 and by_lr[0.01]["test_top1"] == 40.0
+    assert by_lr[0.01]["val_top1"] == 36.0 and by_lr[0.01]["key"] == specs[0].key
     assert by_lr[0.01]["compute_seconds"] == 12.0          # worker-seconds from the checkpoint's elapsed time
     assert by_lr[0.03]["status"] == "error" and "non-finite" in by_lr[0.03]["error"]
-    assert by_lr[0.06]["status"] == "ok" and by_lr[0.06]["epochs"] == 4
-    assert [t["train"]["lr"] for t in todo] == [0.02, 0.04, 0.05]
-    assert todo[0]["resume_from"].endswith("ce_b/checkpoint_000001") and "resume_from" not in todo[1]
-    assert sorted(aside) == ["basic-variant-state-2026-01-01_00-00-00.json",
-                             "experiment_state-2026-01-01_00-00-00.json", "tuner.pkl"]
-    # nothing deleted: the unreadable files are renamed, contents intact
-    kept = {p.name.split(".unreadable-")[0]: p for p in exp.glob("*.unreadable-*")}
-    assert kept["tuner.pkl"].read_bytes() == b"old tuner"
-    assert kept["experiment_state-2026-01-01_00-00-00.json"].read_text() == '{"trial_data": ['
-    assert salvage.newest_state(storage, "kr") is None
-    assert salvage.salvaged_rows(storage, "kr") == rows
+    assert [t.hparams["lr"] for t in todo] == [0.02, 0.04, 0.05]
+    assert todo[0].resume_from.endswith("ce_b/checkpoint_000001")
+    assert todo[1].resume_from is None
+    assert todo[2].resume_from.endswith("ce_e2/checkpoint_000000")   # epoch 3 beats epoch 2; a cut spec is skipped
+    # nothing was deleted or rewritten
+    assert (exp / "experiment_state-2026-01-01_00-00-00.json").read_text() == '{"trial_data": ['
+    assert len(list(exp.rglob("checkpoint_*"))) == 2 + 3 + 2 + 0 + 2 + 2 + 1
 
 
-def test_state_readable_on_a_complete_state(tmp_path):
-    storage = resolve_storage(tmp_path)
-    (tmp_path / "e").mkdir()
-    assert not salvage.state_readable(storage, "e")       # no state at all
-    (tmp_path / "e" / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
-    (tmp_path / "e" / "experiment_state-2025-01-01_00-00-00.json").write_text("")   # older one: not looked at
-    assert salvage.state_readable(storage, "e")
-
-
-def test_prepare_again_after_everything_finished_keeps_the_rows(tmp_path):
-    """A rebuild that found every trial finished starts no Tune run; a second one returns the same rows."""
+def test_plan_is_idempotent(tmp_path):
     storage = resolve_storage(tmp_path / "store")
     exp = tmp_path / "store" / "kr"
-    exp.mkdir(parents=True)
-    (exp / "tuner.pkl").write_bytes(b"old tuner")
-    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text("")
     specs = [spec(0.01), spec(0.02)]
     trial(exp, "ce_a", specs[0], [4])
     trial(exp, "ce_b", specs[1], [3, 4])
-    rows, todo, _ = salvage.prepare(storage, "kr", specs)
+    rows, todo, _ = salvage.plan(storage, "kr", specs)
     assert todo == [] and len(rows) == 2
-    again, todo2, aside2 = salvage.prepare(storage, "kr", specs)
-    assert again == rows and todo2 == [] and aside2 == []
+    again, todo2, _ = salvage.plan(storage, "kr", specs)
+    assert again == rows and todo2 == []
 
 
 def test_trial_checkpoints_name_their_trial(tmp_path):
-    """The trial's own checkpoints (trainer._run_engine) carry its spec, so a folder whose params.json the
-    kill cut short is still recognised, with its newest state."""
-    s = spec(0.05, epochs=2)
-    s["train"].update(dataset="synthetic", dataset_args={"classes": 4, "train_per_class": 8, "test_per_class": 4},
-                      batch_size=8)
+    """The trial's own checkpoints (trainer._run_engine) carry its spec and key, so scan finds the trial
+    with its newest state whatever Tune's files say."""
+    s = TrialSpec.from_hparams(Fixed(train={**FIXED.train, "epochs": 2}, experiment="kr"),
+                               {"loss": "ce", "lr": 0.05, "seed": 0})
     d = tmp_path / "store" / "kr" / "ce_x"
     d.mkdir(parents=True)
-    (d / "params.json").write_text(json.dumps({"trial": s})[:30])
     saved = []
 
     def make_checkpoint(folder):   # what tune.Checkpoint.from_directory + persisting does: a copy in the trial folder
@@ -116,7 +96,21 @@ def test_trial_checkpoints_name_their_trial(tmp_path):
 
     _run_engine(s, report=lambda row, checkpoint=None: None, make_checkpoint=make_checkpoint, checkpoint=None,
                 is_rank0=True)
-    assert len(saved) == 2 and json.loads((saved[-1] / SPEC_FILE).read_text()) == s
+    assert len(saved) == 2 and TrialSpec.from_dict(json.loads((saved[-1] / SPEC_FILE).read_text())).key == s.key
     (entry,) = salvage.scan(resolve_storage(tmp_path / "store"), "kr").values()
-    assert entry["spec"] == s and entry["checkpoint"].endswith("ce_x/checkpoint_000001")
-    assert entry["content"]["state"]["epoch"] == 2
+    assert entry["checkpoint"].endswith("ce_x/checkpoint_000001") and entry["content"]["state"]["epoch"] == 2
+    row = salvage.finished_row(s, entry["content"])
+    assert row["status"] == "ok" and row["epochs"] == 2 and row["test_top1"] == entry["content"]["state"]["metrics"]["test_top1"]
+
+
+def test_spec_key_is_stable_and_names_the_configuration():
+    a = spec(0.01)
+    same = TrialSpec.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert same.key == a.key and same.train_config() == a.train_config()
+    assert spec(0.02).key != a.key
+    other_data = TrialSpec.from_hparams(Fixed(train={**FIXED.train, "noise": "symmetric", "noise_rate": 0.4}),
+                                        {"loss": "ce", "lr": 0.01, "seed": 0})
+    assert other_data.key != a.key
+    # numpy scalars from a searcher give the same key as Python numbers
+    import numpy as np
+    assert TrialSpec.from_hparams(FIXED, {"loss": "ce", "lr": np.float64(0.01), "seed": np.int64(0)}).key == a.key

@@ -1,0 +1,175 @@
+"""The unit every sweep is made of: a ``TrialSpec`` = the hyperparameters Tune sees + the fixed settings.
+
+Tune's ``param_space`` (grid) or searcher (Optuna) hands each trial a *flat* dict of hyperparameters::
+
+    {"loss": "gce", "lr": 0.1, "seed": 0, "logit_bias": 0.0, "q": 0.7}
+
+(``HP_KEYS`` plus the loss's own parameters, e.g. ``q``, ``a``, ``alpha``, ``beta``, ``gamma``, ``A``,
+``t1``, ``t2``). Everything else a trial needs — dataset, noise, model, epochs, batch size, bias schedule,
+validation split (``fixed``: TrainConfig fields) and Ray resources — is the same for the whole experiment
+and reaches the trial through ``tune.with_parameters`` as a ``Fixed``. The trial rebuilds its spec with
+``TrialSpec.from_hparams(fixed, config)``. Grid, Optuna and analytic trials all have this one shape.
+
+A trial's identity is ``TrialSpec.key``: a hash of its full training configuration, stable across runs
+and processes; resume (``services.salvage``) matches checkpoints to trials by it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+HP_KEYS = ("loss", "lr", "seed", "logit_bias")   # hyperparameters every trial has; others are loss parameters
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Ray resources of one training run and how many run at once."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    max_concurrent_trials: int | None = None
+
+    @property
+    def gpus(self) -> float:
+        """GPUs one trial holds."""
+        return self.num_workers * self.gpus_per_worker if self.use_gpu else 0.0
+
+    def trial_resources(self) -> dict:
+        """Resources Tune reserves per trial. Multi-worker trials are drivers: the Ray Train
+        workers reserve their own CPUs/GPUs, so the driver asks for a sliver of a CPU."""
+        if self.num_workers > 1:
+            return {"cpu": 0.01}
+        res = {"cpu": self.cpus_per_worker}
+        if self.use_gpu:
+            res["gpu"] = self.gpus_per_worker
+        return res
+
+    def concurrency(self, capacity: dict) -> int:
+        """``max_concurrent_trials`` matching the cluster: as many trials as CPUs (and GPUs) allow."""
+        if self.max_concurrent_trials:
+            return self.max_concurrent_trials
+        limits = [capacity["CPU"] / (self.num_workers * self.cpus_per_worker)]
+        if self.use_gpu and self.gpus_per_worker > 0:
+            if capacity["GPU"] == 0:
+                print("warning: no GPU in the cluster yet (autoscaling?): running one trial at a time; "
+                      "set --max-concurrent-trials to the GPUs the cluster can grow to")
+            limits.append(capacity["GPU"] / (self.num_workers * self.gpus_per_worker))
+        return max(1, int(math.floor(min(limits) + 1e-9)))
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """What every trial of one experiment shares: TrainConfig fields (``train``) and resources."""
+
+    train: dict
+    resources: Resources = Resources()
+    experiment: str = ""
+    # per-trial extras that are not hyperparameters, by TrialSpec.key: {"resume_from": path,
+    # "fault_injection": {...}, "role": "pilot", "epochs": n}
+    extras: dict = field(default_factory=dict)
+
+
+def split_hparams(hp: dict) -> tuple[dict, dict]:
+    """(the HP_KEYS part, the loss parameters) of a flat hyperparameter dict."""
+    return {k: hp[k] for k in HP_KEYS if k in hp}, {k: v for k, v in hp.items() if k not in HP_KEYS}
+
+
+def _plain(v):
+    """JSON-stable scalars: ints stay ints, floats are floats (numpy values from searchers included)."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, bool) or isinstance(v, (int, str)) or v is None:
+        return v
+    return float(v)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One training run: flat hyperparameters over fixed settings."""
+
+    hparams: dict
+    fixed: Fixed
+    role: str = "main"                  # "pilot": charged to cost, never a selection candidate
+    fault_injection: dict | None = None  # {"epoch": k, "marker": path}: fail once after epoch k (tests)
+    resume_from: str | None = None       # a checkpoint to start from (services/salvage.py)
+
+    @classmethod
+    def from_hparams(cls, fixed: Fixed, hp: dict) -> "TrialSpec":
+        hp = {k: _plain(v) for k, v in hp.items()}
+        hp.setdefault("seed", int(fixed.train.get("seed", 0)))
+        hp.setdefault("logit_bias", float(fixed.train.get("logit_bias", 0.0)))
+        hp["seed"], hp["logit_bias"], hp["lr"] = int(hp["seed"]), float(hp["logit_bias"]), float(hp["lr"])
+        spec = cls(hparams=hp, fixed=fixed)
+        extra = fixed.extras.get(spec.key, {})
+        return dataclasses.replace(spec, **{k: v for k, v in extra.items() if k in ("role", "fault_injection", "resume_from")})
+
+    # ---------------------------------------------------------------------------- derived views
+    @property
+    def loss(self) -> str:
+        return self.hparams["loss"]
+
+    @property
+    def loss_params(self) -> dict:
+        return split_hparams(self.hparams)[1]
+
+    @property
+    def resources(self) -> Resources:
+        return self.fixed.resources
+
+    @property
+    def num_workers(self) -> int:
+        return self.fixed.resources.num_workers
+
+    def train_config(self) -> dict:
+        """The TrainConfig dict ``robustloss_core.engine.train`` runs."""
+        main, params = split_hparams(self.hparams)
+        epochs = self.fixed.extras.get(self.key, {}).get("epochs")
+        return {**self.fixed.train, **main, "loss_params": params, **({"epochs": epochs} if epochs else {})}
+
+    @property
+    def key(self) -> str:
+        """Stable identity: a hash of the training configuration (hyperparameters + fixed TrainConfig)."""
+        text = json.dumps({"hp": self.hparams, "train": self.fixed.train}, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def dirname(self, varied: list[str] | None = None) -> str:
+        """Readable folder stem: loss, the loss's own parameters (or just the ``varied`` ones), ε, lr, seed."""
+        _, params = split_hparams(self.hparams)
+        names = sorted(params) if varied is None else [k for k in sorted(params) if k in varied]
+        parts = [self.loss] + [f"{k}{_short(params[k])}" for k in names]
+        if self.hparams.get("logit_bias") or (varied and "logit_bias" in varied):
+            parts.append(f"eps{_short(self.hparams['logit_bias'])}")
+        parts += [f"lr{_short(self.hparams['lr'])}", f"s{self.hparams['seed']}"]
+        return "_".join(parts)
+
+    # ---------------------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        """JSON form (``spec.json`` in every checkpoint)."""
+        return {"hparams": self.hparams, "train": self.fixed.train,
+                "resources": dataclasses.asdict(self.fixed.resources), "experiment": self.fixed.experiment,
+                "role": self.role, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialSpec":
+        fixed = Fixed(train=d["train"], resources=Resources(**d.get("resources", {})), experiment=d.get("experiment", ""))
+        return cls(hparams=dict(d["hparams"]), fixed=fixed, role=d.get("role", "main"))
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def varied_keys(specs: list[TrialSpec]) -> list[str]:
+    """Hyperparameters that take more than one value over ``specs`` (what TensorBoard HParams and the
+    folder names show)."""
+    values: dict = {}
+    for s in specs:
+        for k, v in s.hparams.items():
+            values.setdefault(k, set()).add(json.dumps(v))
+    return sorted(k for k, vs in values.items() if len(vs) > 1)
