@@ -165,11 +165,17 @@ def markdown(result: dict) -> str:
             sch = e["schedule"]
             sch = "–" if sch is None else ("dynamic c=%g" % sch["c"] if sch["kind"] == "dynamic"
                                            else f"weaning 6 × {sch['hold']}")
-            dev = "–" if row == "CE" else (f"{e['py_dev_all']['mean']:.3f} / {e['py_dev_biased']['mean']:.3f}: "
+            f3 = lambda d: "–" if math.isnan(d["mean"]) else f"{d['mean']:.3f}"
+            dev = "–" if row == "CE" else (f"{f3(e['py_dev_all'])} / {f3(e['py_dev_biased'])}: "
                                           f"{'/'.join(map(str, e['epochs_biased']))}")
             lines.append(f"| {row} | {e['logit_bias_initial']:.3f} | {sch} | {pm(e['test_top1'])} | "
                          f"{pm(e['test_top1_at_best'])} | {dev} | {e['eps_last']['mean']:.3f} | "
                          f"{e['memorized']['mean']:.3f} |")
+        dyn = [r for r in result["runs"] if r["setting"] == setting and r["row"] == "MAE* dynamic" and not r["diverged"]]
+        if dyn:
+            c = dyn[0]["curves"]
+            lines.append(f"\ndynamic, seed {dyn[0]['seed']}, per epoch: ε " + " ".join(f"{x:.2f}" for x in c["logit_bias"])
+                         + "; mean p_y with the bias " + " ".join(f"{x:.3f}" for x in c["mean_py_biased"]))
     return "\n".join(lines) + "\n"
 
 
@@ -190,12 +196,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="K = 50 / 10, tiny data, 2-3 epochs, 1 seed (seconds)")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results; --smoke: a temp folder)")
+    p.add_argument("--report-only", action="store_true", help="rewrite the tables from the folder's dynamic_bias.json")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     out_dir = a.out or (os.path.join(tempfile.gettempdir(), "robustloss-smoke") if a.smoke else os.path.join(HERE, "results"))
     os.makedirs(out_dir, exist_ok=True)
+    if a.report_only:
+        with open(os.path.join(out_dir, "dynamic_bias.json")) as f:
+            result = json.load(f)
+        result["summary"] = summarise(result["runs"])
+        write(result, out_dir)
+        print(markdown(result))
+        return 0
     settings, seeds = (SMOKE, [0]) if a.smoke else (SETTINGS, SEEDS)
     result = {"benchmark": "dynamic_bias", "smoke": a.smoke, "command": " ".join([".venv/bin/python", *sys.argv]),
               "machine_start": machine(), "c": C, "seeds": seeds, "settings": settings, "rows": list(ROWS),

@@ -45,8 +45,9 @@ def _run(mode: str, options: dict) -> RunResult:
             options[field_name] = options.pop(api_name)
     req = SweepRequest.from_options(mode=mode, **options).validated()
     _, payload, name = app.execute(req)
-    storage = st.resolve_storage(req.storage_path)
-    return RunResult(name=name, location=storage.display(name), summary=payload, storage_path=req.storage_path,
+    root = st.resolve_user_path(req.storage_path)
+    storage = st.resolve_storage(root)
+    return RunResult(name=name, location=storage.display(name), summary=payload, storage_path=root,
                      rows=list(payload.get("rows" if mode in ("compare", "all") else "runs", [])))
 
 
@@ -75,14 +76,14 @@ def run_all(**options) -> RunResult:
     return _run("all", options)
 
 
-def load_summary(storage_path: str, name: str) -> dict:
+def load_summary(storage_path: str | None, name: str) -> dict:
     """The stored ``summary.json`` of experiment ``name``."""
     from services.compare import load_summary as _load
 
-    return _load(st.resolve_storage(storage_path), name)
+    return _load(st.resolve_storage(st.resolve_user_path(storage_path)), name)
 
 
-def load_runs(storage_path: str, name: str):
+def load_runs(storage_path: str | None, name: str):
     """``pandas.DataFrame``, one row per trial of experiment ``name``: loss, lr, seed, logit_bias, each loss
     parameter as its own column, every metric, status and compute."""
     return _frame(load_summary(storage_path, name)["runs"])

@@ -15,6 +15,7 @@ from robustloss_core.datasets import DataRootError
 from services import compare as cmp
 from services import storage as st
 from services import sweeps
+from services import cluster
 from services.cluster import ClusterError, check_address, connect
 from services.request import RequestError, SweepRequest
 from services.spec import Fixed, TrialSpec
@@ -107,6 +108,12 @@ def run_grid(req: SweepRequest, storage, name: str, resume: bool) -> dict:
     """The baseline: every loss's parameter grid × learning rates × seeds (or Optuna TPE + ASHA)."""
     fixed = _fixed(req, "grid")
     hparams = sweeps.grid_hparams(req.losses, req.grids, req.lrs, req.seeds)
+    if req.search == "grid":
+        per_loss = ", ".join(f"{loss} {sum(h['loss'] == loss for h in hparams)}" for loss in req.losses)
+        print(f"grid: {len(hparams)} trial(s) of {req.base_train('grid')['epochs']} epoch(s) ({per_loss}; "
+              f"{len(req.lrs)} learning rate(s) x {req.seeds} seed(s))", flush=True)
+    else:
+        print(f"optuna: {req.num_samples or len(hparams)} trial(s) (TPE + ASHA over the grid's ranges)", flush=True)
     space = sweeps.OptunaSpace(req.losses, req.grids, req.lrs) if req.search == "optuna" else None
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, search_space=space,
                            num_samples=req.num_samples, record=_record(req, "grid"), verbose=0 if req.quiet else 1,
@@ -298,9 +305,10 @@ def run(req: SweepRequest) -> int:
 
 def execute(req: SweepRequest) -> tuple[int, dict, str]:
     """(exit status, payload, experiment name) of a validated request."""
-    storage = st.resolve_storage(req.storage_path)
+    storage = st.resolve_storage(st.resolve_user_path(req.storage_path))
     check_address(req.address)
     storage.check_writable()
+    print(f"storage: {storage.display()}", flush=True)
     if req.mode == "compare":
         name = req.name or f"compare-{req.grid_name}-vs-{req.analytic_name}"
         if storage.exists(name) and not req.resume:  # a report is derived data, but still never replaced silently
@@ -321,8 +329,33 @@ def execute(req: SweepRequest) -> tuple[int, dict, str]:
     if missing is not None and req.mode != "analytic":
         raise missing
     if req.mode != "analytic" or (missing is None and not req.calibrate_only):
-        connect(req.address)  # join the cluster (or start the embedded Ray) before anything is written
+        # join the cluster (or start the embedded Ray) before anything is written; the job carries the
+        # experiment's name and mode in the dashboard's Jobs table
+        experiment = name.removesuffix("-compare") if req.mode == "all" else name
+        ctx = connect(req.address, job_name=f"{experiment} ({req.mode})", verbose=req.verbose,
+                      metadata={"experiment": experiment, "mode": req.mode, "dataset": req.dataset,
+                                "search": req.search, "storage": storage.display()})
+        print(cluster.describe(ctx), flush=True)
+        st.check_shared(storage, cluster.storage_nodes(), shared=req.storage_shared)
     t0 = time.time()
+    try:
+        payload = _run_mode(req, storage, names if req.mode == "all" else None, name,
+                            resume if req.mode != "all" else None, missing, t0)
+    except KeyboardInterrupt:
+        import shlex
+        import sys
+
+        argv = [a for a in sys.argv[1:] if a != "--resume"]
+        if "--name" not in argv:
+            argv += ["--name", name.removesuffix("-compare") if req.mode == "all" else name]
+        print(f"\ninterrupted; continue with: {shlex.join([sys.argv[0], *argv, '--resume'])}", flush=True)
+        return 130, {}, name
+    write_json_out(req.json_out, payload)
+    print(f"results: {storage.display(name)}", flush=True)
+    return 0, payload, name
+
+
+def _run_mode(req: SweepRequest, storage, names, name, resume, missing, t0) -> dict:
     if req.mode == "all":
         payload = run_all(req, storage, names)
     else:
@@ -333,8 +366,7 @@ def execute(req: SweepRequest) -> tuple[int, dict, str]:
         search = f" ({req.search} search)" if req.mode == "grid" else ""
         print(f"{req.mode}{search}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s; "
               f"results in {storage.display(name)}")
-    write_json_out(req.json_out, payload)
-    return 0, payload, name
+    return payload
 
 
 def all_names(req: SweepRequest) -> dict:

@@ -57,9 +57,10 @@ LOG_DROPS = (
 STREAM_DROPS = (
     Drop("stderr of a Ray worker",
          "has constructor arguments in the object store and max_restarts > 0",
-         "Ray Train's PreemptionWatcher actor (max_restarts=-1) gets actor handles as arguments; Ray's C++ "
-         "core worker logs this at ERROR for every worker group. The watcher only watches for node drains: "
-         "a failed restart of it changes nothing in training"),
+         "Ray Train creates its PreemptionWatcher actor with max_restarts=-1 and constructor arguments held "
+         "in the object store; Ray's C++ core worker (core_worker.cc) logs, at ERROR, for every Train worker "
+         "group, that a restart could fail if those arguments were lost. The watcher only watches for node "
+         "drains: a failed restart of it changes nothing in training"),
 )
 
 

@@ -83,13 +83,15 @@ class SweepRequest:
     max_concurrent_trials: int | None = None
     max_failures: int = 2
     address: str | None = None
-    storage_path: str = "results"
+    storage_path: str | None = None      # None: $ROBUSTLOSS_STORAGE, else ~/robustloss_results
+    storage_shared: bool = False         # a local path that is a shared mount on every node
     name: str | None = None
     resume: bool = False
     grid_name: str | None = None
     analytic_name: str | None = None
     json_out: str | None = None
     quiet: bool = False
+    verbose: bool = False
     callbacks: list = field(default_factory=list)
     optuna_storage: str | None = None
     # paper-table configs (sweeps/configs/paper/): for compare's paper columns

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import pickle
 import time
@@ -346,14 +347,42 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
 
 
+class _InterruptNote(logging.Filter):
+    """Sees Tune's "Experiment has been interrupted" warning (Tune handles SIGINT itself and returns from
+    ``fit``) and drops it: its advice, ``Tuner.restore(...)``, is not how a robustloss sweep resumes."""
+
+    seen = False
+
+    def filter(self, record) -> bool:
+        if "has been interrupted" in record.getMessage():
+            self.seen = True
+            return False
+        return True
+
+
+def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
+    """``run_trial`` as a Tune function trainable whose actor names its trial: the dashboard's Actors
+    view shows each trial's ``repr`` — loss, varied parameters, ε, lr, seed — instead of ``run_trial``."""
+    from ray import tune
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(tune.with_parameters(run_trial, fixed=fixed, storage=storage))
+
+    class RobustlossTrial(base):
+        def setup(self, config):
+            self._name = TrialSpec.from_hparams(fixed, config).dirname(varied)
+            super().setup(config)
+
+    return RobustlossTrial
+
+
 def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count, epochs, varied, verbose, callbacks,
          study_storage) -> list[dict]:
     from ray import tune
 
     from services.cluster import cluster_capacity
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, fixed=fixed, storage=storage),
-                                    fixed.resources.trial_resources())
+    trainable = tune.with_resources(_named_trainable(fixed, storage, varied), fixed.resources.trial_resources())
     concurrency = fixed.resources.concurrency(cluster_capacity())
     if search == "optuna":
         from ray.tune.schedulers import ASHAScheduler
@@ -377,7 +406,15 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
         verbose=verbose, progress_reporter=progress_reporter(varied),
         callbacks=_callbacks(callbacks, varied, name, storage) + [clock],
     )
-    results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
+    interrupted = _InterruptNote()
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(interrupted)
+    try:
+        results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
+    finally:
+        tune_logger.removeFilter(interrupted)
+    if interrupted.seen:   # Tune took the Ctrl-C, saved its state and returned: stop here (app prints --resume)
+        raise KeyboardInterrupt
     rows = []
     for r in results:
         if not r.config:  # a trial whose actor never started has no config to label it with

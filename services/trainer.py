@@ -29,6 +29,7 @@ import time
 
 from robustloss_core import engine
 from robustloss_core.config import TrainConfig
+from services.cluster import VERBOSE_ENV
 from services.spec import Fixed, TrialSpec
 
 STATE_FILE = "state.pt"
@@ -66,9 +67,13 @@ def _write_spec(spec: TrialSpec, folder: str) -> None:
         json.dump(spec.to_dict(), f)
 
 
-def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool, started: float, prior: float):
-    """``on_epoch`` callback: add compute accounting, save the state, report, maybe inject a fault."""
+def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool, started: float, prior: float,
+                    trial_name: str | None = None):
+    """``on_epoch`` callback: add compute accounting, save the state, report, export the trial's metrics
+    (``services.metrics``: Prometheus gauges on the node's metrics port), maybe inject a fault."""
     import ray
+
+    from services import metrics as trial_metrics
 
     fault = spec.fault_injection
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
@@ -78,6 +83,9 @@ def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool,
         row = dict(metrics)
         row.pop("history", None)
         row.update(accounting(spec, elapsed), resumed_seconds=prior, node_id=node_id)
+        if is_rank0:
+            trial_metrics.export_epoch(row, experiment=spec.fixed.experiment, trial=trial_name or spec.key,
+                                       loss=spec.loss, lr=spec.hparams["lr"])
         state = get_state() if is_rank0 else None
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
@@ -105,7 +113,7 @@ def _record_nonfinite(exc: Exception, spec: TrialSpec, report, make_checkpoint, 
 
 
 def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank0: bool, device: str | None = None,
-                started: float | None = None):
+                started: float | None = None, trial_name: str | None = None):
     """Run the engine with reporting; shared by the Tune function and the Ray Train worker loop."""
     import logging
 
@@ -120,7 +128,8 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
     resume = _restore(checkpoint)
     prior = float(resume.get("robustloss_elapsed", 0.0)) if resume else 0.0
     started = started if (resume is None and started) else time.time()
-    on_epoch = _epoch_reporter(spec, report, make_checkpoint, is_rank0=is_rank0, started=started, prior=prior)
+    on_epoch = _epoch_reporter(spec, report, make_checkpoint, is_rank0=is_rank0, started=started, prior=prior,
+                               trial_name=trial_name)
     last = {}
 
     def tracking(metrics, get_state):
@@ -173,6 +182,7 @@ def train_loop_per_worker(config: dict) -> None:
             is_rank0=rank0,
             device=device,
             started=config.get("started"),
+            trial_name=config.get("trial_name"),
         )
     finally:
         if logger is not None:
@@ -180,7 +190,7 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def build_torch_trainer(spec: TrialSpec, *, storage, folder: str, name: str, callbacks=(), started: float | None = None,
-                        tracking: dict | None = None):
+                        tracking: dict | None = None, trial_name: str | None = None):
     """A ``TorchTrainer`` for one spec, its run folder at ``<storage>/<folder>/<name>``.
 
     Ray Train V2 resumes a run whose folder already holds checkpoints, which is how a retried Tune
@@ -193,7 +203,7 @@ def build_torch_trainer(spec: TrialSpec, *, storage, folder: str, name: str, cal
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec.to_dict(), "fault_injection": spec.fault_injection, "started": started,
-                           "tracking": tracking},
+                           "tracking": tracking, "trial_name": trial_name or name},
         scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=res.use_gpu,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
@@ -203,6 +213,8 @@ def build_torch_trainer(spec: TrialSpec, *, storage, folder: str, name: str, cal
             failure_config=ray.train.FailureConfig(max_failures=res.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=list(callbacks),
+            # Ray Train's per-epoch "Reporting training result" lines only with --verbose
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if os.environ.get(VERBOSE_ENV) == "1" else "WARNING"),
         ),
     )
 
@@ -212,6 +224,8 @@ def run_trial(config: dict, fixed: Fixed, storage=None) -> None:
     from ray import tune
 
     spec = TrialSpec.from_hparams(fixed, config)
+    # the trial's folder name (loss, varied parameters, ε, lr, seed, trial id): how metrics and logs name it
+    trial_name = os.path.basename(tune.get_context().get_trial_dir().rstrip("/")) or tune.get_context().get_trial_name()
     if spec.num_workers == 1:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None and spec.resume_from:  # resumed after a driver kill (services/salvage.py)
@@ -223,11 +237,12 @@ def run_trial(config: dict, fixed: Fixed, storage=None) -> None:
             checkpoint=checkpoint,
             is_rank0=True,
             device="cuda" if spec.resources.use_gpu else "cpu",
+            trial_name=trial_name,
         )
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
     # the run folder is named by the spec key: a resumed sweep's new trial finds the old run's checkpoints
     trainer = build_torch_trainer(spec, storage=storage, folder=f"{fixed.experiment}/train", name=spec.key,
-                                  callbacks=[TuneReportCallback()], started=time.time())
+                                  callbacks=[TuneReportCallback()], started=time.time(), trial_name=trial_name)
     trainer.fit()

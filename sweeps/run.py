@@ -152,8 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-concurrent-trials", type=int, help="default: as many as the cluster's CPUs/GPUs allow")
     r.add_argument("--max-failures", type=int, default=d0.max_failures, help="retries of a failed trial from its last checkpoint")
     r.add_argument("--address", help="Ray cluster: auto or host:port (default: an embedded local Ray)")
-    r.add_argument("--storage-path", default=d0.storage_path, help="local/NFS folder, s3://bucket/prefix"
-                   "[?endpoint_override=h:p&scheme=http] or gs://bucket/prefix")
+    r.add_argument("--storage-path", help="local/NFS folder, s3://bucket/prefix[?endpoint_override=h:p&scheme=http] "
+                   "or gs://bucket/prefix (default: $ROBUSTLOSS_STORAGE, else ~/robustloss_results; a relative path "
+                   "is relative to the launch directory, and refused inside `ray job submit --working-dir`)")
+    r.add_argument("--storage-shared", action="store_true", help="the local --storage-path is a shared mount on "
+                   "every node (a multi-node cluster refuses a node-local path otherwise)")
     r.add_argument("--name", help="experiment name (folder under --storage-path; default: mode-dataset-K-time)")
     r.add_argument("--resume", action="store_true", help="continue the experiment --name")
     r.add_argument("--grid", dest="grid_name", help="compare: grid experiment name")
@@ -162,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--callbacks", type=_names, default=[], help=f"experiment trackers beside TensorBoard: "
                    f"{', '.join(CALLBACKS)} (extras robustloss[mlflow], robustloss[wandb])")
     r.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    r.add_argument("--verbose", action="store_true", help="Ray's, Tune's and Train's own INFO logs")
     return p
 
 
@@ -234,11 +238,15 @@ def parse_args(argv: list[str] | None = None) -> SweepRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services import app
+    from services import app, quiet
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    quiet.quiet_ray(verbose)   # before Ray is imported by anything: its start-up lines come from the driver's loggers
     try:
         request = parse_args(argv)
-        return app.run(request)
+        with quiet.quiet_exit(verbose):
+            return app.run(request)
     except RequestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
             common = ["--address", cluster.address, "--storage-path", uri, "--losses", "gce", *TINY]
             g = run_cli(["--mode", "grid", "--name", "g", "--grid-file", str(grid), *common])
             assert g.returncode == 0, g.stdout[-3000:] + g.stderr[-3000:]
-            a = run_cli(["--mode", "analytic", "--name", "a", "--seeds", "2", *common])
+            a = run_cli(["--mode", "analytic", "--name", "a", "--seeds", "2", "--lrs", "0.02,0.05", *common])
             assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
         finally:
             cluster.shutdown()   # this cluster's processes only (its Node objects know their pids)
@@ -64,6 +64,7 @@ def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
     c = run_cli(["--mode", "compare", "--grid", "g", "--analytic", "a", "--storage-path", uri, "--json-out", str(out)])
     assert c.returncode == 0, c.stdout[-3000:] + c.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [r["mode"] for r in rows] == ["grid", "analytic"] and rows[0]["trials"] == 4 and rows[1]["trials"] == 2
+    assert [r["mode"] for r in rows] == ["grid", "analytic"] and rows[0]["trials"] == 4 and rows[1]["trials"] == 4
+    assert all(r["selection"] == "val" for r in rows)   # 2 LRs x 2 seeds: the analytic side searched the grid's LRs
     names = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="sweeps/compare-g-vs-a/")["Contents"]}
     assert {f"sweeps/compare-g-vs-a/compare.{e}" for e in ("md", "csv", "png")} <= names

@@ -6,8 +6,10 @@ trials few and data tiny; they are the slowest part of the suite (a few minutes 
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,7 +151,6 @@ def test_train_two_workers_ddp(tmp_path):
     assert run["status"] == "ok" and run["epochs"] == 2 and run["num_workers"] == 2
     assert run["logit_bias"] == pytest.approx(1.27, abs=0.03)  # Eq. 4 at K = 10, c = 0.25
     assert run["compute_seconds"] == pytest.approx(2 * run["trial_seconds"])
-    assert "world_size=2" in proc.stdout + proc.stderr
     assert list((tmp_path / "store" / "ddp").glob("checkpoint_*"))
     # rank 0 logged every epoch to TensorBoard itself (a train run has no Tune driver)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -250,9 +251,12 @@ def test_sweep_against_started_cluster(tmp_path):
     subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, env=auth, timeout=60)
     # --block keeps `ray start` in the foreground, so this cluster (and only it) is stopped by killing
     # its session at the end; `ray stop` would stop every Ray cluster on the machine.
+    # its own --temp-dir (else it rewrites /tmp/ray/ray_current_cluster for everyone) and ports
+    temp = Path(tempfile.mkdtemp(prefix="rl-", dir="/tmp"))
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false"], env=auth, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--include-dashboard=false", f"--temp-dir={temp}",
+                             f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"],
+                            env=auth, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, timeout=120)
         time.sleep(3)  # the raylet registers shortly after the GCS port opens
@@ -261,13 +265,14 @@ def test_sweep_against_started_cluster(tmp_path):
                         "--address", f"127.0.0.1:{port}", "--storage-path", str(tmp_path / "store"), *TINY],
                        env={"RAY_AUTH_MODE": "token"})
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "Started a local Ray instance" not in proc.stdout + proc.stderr
-        assert "Connected to Ray cluster" in proc.stdout + proc.stderr or f":{port}" in proc.stdout + proc.stderr
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Ray cluster at "))
+        assert "embedded Ray" not in proc.stdout and line.split(",")[0].endswith(f":{port}")
         summary = json.loads((tmp_path / "store" / "remote" / "summary.json").read_text())
         assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
     finally:
         kill_session(head.pid)
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_optuna_asha_search_persists_and_resumes(tmp_path):
