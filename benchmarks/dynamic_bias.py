@@ -41,6 +41,14 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from stats import finite  # noqa: E402  (shared by the benchmark scripts)
+from stats import mean_sem as _mean_sem  # noqa: E402
+
+
+def mean_sem(xs) -> tuple[float, float]:
+    """Over the finished runs only (None and non-finite values skipped)."""
+    return _mean_sem(xs, skip_missing=True)
 
 C = 0.25
 SEEDS = [0, 1, 2]
@@ -82,23 +90,8 @@ def machine() -> dict:
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
 
 
-def mean_sem(xs) -> tuple[float, float]:
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    if not xs:
-        return math.nan, math.nan
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else math.nan)
 
 
-def finite(obj):
-    """``obj`` with non-finite floats replaced by None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
 
 
 def run_one(setting: str, s: dict, row: str, seed: int) -> dict:

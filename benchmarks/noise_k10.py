@@ -36,6 +36,8 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from stats import finite, mean_sem  # noqa: E402  (shared by the benchmark scripts)
 
 K = 10
 PER_CLASS, TEST_PER_CLASS, EPOCHS, BATCH = 150, 100, 30, 32
@@ -117,11 +119,6 @@ def jobs(per_class, test_per_class, epochs, lrs, seeds, noise_rates) -> list[dic
     return out
 
 
-def mean_sem(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
 def choose(rows: list[dict], select: str, report: str) -> dict:
@@ -158,15 +155,6 @@ def fmt(m, s):
     return f"{m:.2f} ± {s:.2f}" if not math.isnan(s) else f"{m:.2f}"
 
 
-def finite(obj):
-    """``obj`` with every non-finite float replaced by None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
 
 
 def markdown(summary: dict, noise_rates, seeds: int) -> str:

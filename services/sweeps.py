@@ -309,7 +309,7 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     if search == "optuna":
         study_storage = optuna_storage(storage, name, optuna_url)
         total = num_samples or len(specs)
-        _, enqueue, done = _optuna_resume(storage, name, fixed, study_storage, epochs) if resume else (0, [], [])
+        told, enqueue, done = _optuna_resume(storage, name, fixed, study_storage, epochs) if resume else (0, [], [])
         todo_count = max(0, total - len(done))   # the interrupted trials run again among these
         for spec in enqueue:
             if spec.resume_from:
@@ -335,7 +335,8 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
         try:
             rows += _fit(storage, name, fixed, specs, search=search, search_space=search_space, todo_count=todo_count,
                          epochs=epochs, varied=varied, verbose=verbose, callbacks=list(callbacks),
-                         study_storage=study_storage if search == "optuna" else None)
+                         study_storage=study_storage if search == "optuna" else None,
+                         sampler_offset=told if search == "optuna" else 0)
         finally:
             for k in set(os.environ) - set(saved_env):
                 del os.environ[k]
@@ -377,7 +378,7 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
 
 
 def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count, epochs, varied, verbose, callbacks,
-         study_storage) -> list[dict]:
+         study_storage, sampler_offset: int = 0) -> list[dict]:
     from ray import tune
 
     from services.cluster import cluster_capacity
@@ -388,7 +389,10 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
         from ray.tune.schedulers import ASHAScheduler
 
         metric = selection_metric(fixed.train)
-        search_alg = _optuna_searcher(search_space, name, study_storage, int(fixed.train.get("seed", 0)), epochs, metric)
+        # a resumed study gets a sampler seeded past its earlier draws: the same seed would replay the first run's
+        # random start-up suggestions, i.e. run finished configurations again
+        search_alg = _optuna_searcher(search_space, name, study_storage, int(fixed.train.get("seed", 0)) + sampler_offset,
+                                      epochs, metric)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 4),
                                   reduction_factor=3)
         tune_config = tune.TuneConfig(metric=metric, mode="max", num_samples=todo_count, search_alg=search_alg,
@@ -461,7 +465,7 @@ def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
                             None if t.state != optuna.trial.TrialState.FAIL else RuntimeError("failed")))
     print(f"--resume: Optuna study {name!r} has {len(done)} finished trial(s); {len(enqueue)} interrupted one(s) "
           f"enqueued again", flush=True)
-    return len(enqueue), enqueue, done
+    return len(study.get_trials(deepcopy=False)), enqueue, done   # trials the study holds (the sampler offset)
 
 
 def write_summary(storage: st.Storage, result: SweepResult, **extra) -> dict:

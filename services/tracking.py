@@ -52,7 +52,8 @@ class EpochLogger:
     def close(self, final: dict | None = None) -> None:
         if final:
             self.writer.add_hparams({k: v for k, v in self.hparams.items() if isinstance(v, (int, float, str, bool))},
-                                    {k: float(final[k]) for k in ("test_top1", "val_top1") if final.get(k) is not None},
+                                    {f"hparam/{k}": float(final[k]) for k in ("test_top1", "val_top1")
+                                     if final.get(k) is not None},
                                     run_name=".")
         self.writer.close()
         if self.mlflow is not None:

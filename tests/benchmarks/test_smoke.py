@@ -72,3 +72,15 @@ def test_calibration_reference_smoke(tmp_path):
 
     assert gce["loss_params"]["q"] == pytest.approx(theory.default_calibration("gce", 20, reference_classes=10).params["q"])
     assert "| gce+10 | q=" in out
+
+
+@pytest.mark.parametrize("script", ["noise_k10", "many_classes_k1000", "dynamic_bias", "calibration_rule"])
+def test_evidence_scripts_smoke(tmp_path, script):
+    """The issue-11/12 evidence scripts (plain engine, no Ray) in their seconds-long form: every run finished
+    with a test accuracy, and the JSON they write is strict (non-finite values stored as null)."""
+    out_dir = tmp_path / "o"
+    _run([BENCH / f"{script}.py", "--smoke", "--out", out_dir], cwd=tmp_path)
+    text = (out_dir / f"{script}.json").read_text()
+    res = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert res["smoke"] is True and res["runs"]
+    assert all(r.get("test_top1") is not None or r.get("error") for r in res["runs"])

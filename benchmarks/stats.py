@@ -1,0 +1,28 @@
+"""Small helpers the benchmark scripts share: strict-JSON values and seed statistics."""
+from __future__ import annotations
+
+import math
+
+
+def finite(obj):
+    """``obj`` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def mean_sem(xs, *, skip_missing: bool = False) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample sd / √n; NaN for one value). ``skip_missing``: ignore
+    None and non-finite values (NaN for none left); otherwise a NaN value (a diverged run) makes the mean NaN."""
+    if skip_missing:
+        xs = [x for x in xs if x is not None and math.isfinite(x)]
+        if not xs:
+            return math.nan, math.nan
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, math.nan
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
