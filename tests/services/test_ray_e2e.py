@@ -68,7 +68,7 @@ def test_all_modes_end_to_end(tmp_path):
     """grid + analytic + compare (`--mode all`) on noisy data, then `--mode compare` again by name with
     the oracle selection. The grid is a first-class Tune experiment: flat hyperparameters in Tune's own
     analysis, readable trial folders, TensorBoard scalars, summary.csv."""
-    grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.03, 0.1]\nlosses:\n  mae:\n    logit_bias: [0.0, 1.0]\n  gce:\n    q: [0.5, 0.7]\n")
+    grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.1]\nlosses:\n  mae:\n    logit_bias: [0.0, 1.0]\n  gce:\n    q: [0.5, 0.7]\n")
     out = tmp_path / "all.json"
     proc = run_cli(["--mode", "all", "--name", "e2e", "--losses", "mae,gce", "--epochs", "2", "--seeds", "2",
                     "--noise", "symmetric", "--noise-rate", "0.4", "--grid-file", grid,
@@ -77,7 +77,7 @@ def test_all_modes_end_to_end(tmp_path):
     store = tmp_path / "store"
     exp = store / "e2e-grid"
     grid_summary = json.loads((exp / "summary.json").read_text())
-    assert len(grid_summary["runs"]) == 2 * 2 * 2 * 2  # 2 losses x 2 params x 2 lrs x 2 seeds
+    assert len(grid_summary["runs"]) == 2 * 2 * 2  # 2 losses x 2 params x 2 seeds
     assert all(r["status"] == "ok" and r["epochs"] == 2 and VAL_KEYS <= set(r) for r in grid_summary["runs"])
     assert all(r["val_top1"] is not None and 1 <= r["best_epoch"] <= 2 for r in grid_summary["runs"])
     assert grid_summary["lr_protocol"] == "searched"
@@ -88,16 +88,16 @@ def test_all_modes_end_to_end(tmp_path):
     ea = ExperimentAnalysis(str(exp))
     df = ea.dataframe()
     assert {"config/lr", "config/loss", "config/logit_bias", "config/q"} <= set(df.columns)
-    assert "config/trial" not in df.columns and len(df) == 16
+    assert "config/trial" not in df.columns and len(df) == 8
     best = ea.get_best_config(metric="test_top1", mode="max")
     assert {"loss", "lr", "seed", "logit_bias"} <= set(best)
     by_config = {(r["loss"], r["lr"], r["seed"], r["logit_bias"], (r["params"] or {}).get("q")): r["test_top1"]
                  for r in grid_summary["runs"]}
     assert max(by_config.values()) == by_config[(best["loss"], best["lr"], best["seed"], best["logit_bias"], best.get("q"))]
     names = [d.name for d in trial_dirs(exp)]
-    assert len(names) == 16
+    assert len(names) == 8
     assert sum(n.startswith("gce_q0.7_") and "_lr0.1_" in n for n in names) == 2   # loss, q, lr in the name...
-    assert sum(n.startswith("mae_eps1_lr0.03_s1_") for n in names) == 1              # ...ε and seed too
+    assert sum(n.startswith("mae_eps1_lr0.1_s1_") for n in names) == 1               # ...ε and seed too
     # TensorBoard's own reader finds the per-epoch test accuracy
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -105,11 +105,12 @@ def test_all_modes_end_to_end(tmp_path):
     events.Reload()
     assert [e.step for e in events.Scalars("ray/tune/test_top1")] == [1, 2]
     csv_rows = (exp / "summary.csv").read_text().splitlines()
-    assert len(csv_rows) == 17 and {"loss", "lr", "q", "val_top1", "test_top1"} <= set(csv_rows[0].split(","))
+    assert len(csv_rows) == 9 and {"loss", "lr", "q", "val_top1", "test_top1"} <= set(csv_rows[0].split(","))
 
     analytic = json.loads((store / "e2e-analytic" / "summary.json").read_text())
-    # searched LR protocol: the analytic side trains its parameters at every grid LR, and pays for it
-    assert {r["loss"] for r in analytic["runs"]} == {"mae", "gce"} and len(analytic["runs"]) == 2 * 2 * 2
+    # searched LR protocol: the analytic side trains its parameters at every grid LR (here one), and pays for it
+    assert {r["loss"] for r in analytic["runs"]} == {"mae", "gce"} and len(analytic["runs"]) == 2 * 2
+    assert all(r["epochs"] == 2 for r in analytic["runs"])
     cal = json.loads((store / "e2e-analytic" / "calibration.json").read_text())["losses"]
     assert cal["mae"]["logit_bias"] > 0 and cal["gce"]["params"]["q"] > 0
     assert (store / "e2e-analytic" / "error_curves.png").stat().st_size > 0
@@ -121,11 +122,11 @@ def test_all_modes_end_to_end(tmp_path):
     assert all(COMPARE_KEYS <= set(r) and r["selection"] == "val" for r in rows)
     analytic_rows = {r["loss"]: r for r in rows if r["mode"] == "analytic"}
     for loss, r in analytic_rows.items():
-        assert r["trial_epochs"] == 2 * 2 * 2 and r["verdict"] in ("better", "tie", "worse")
+        assert r["trial_epochs"] == 2 * 2 and r["verdict"] in ("better", "tie", "worse")
         assert r["gap_ci95"][0] <= r["gap"] <= r["gap_ci95"][1]
         spent = sum(x["compute_seconds"] for x in analytic["runs"] if x["loss"] == loss)
         assert r["worker_seconds"] >= spent > 0
-    assert all(RUN_KEYS <= set(r) for r in payload["runs"]) and len(payload["runs"]) == 24
+    assert all(RUN_KEYS <= set(r) for r in payload["runs"]) and len(payload["runs"]) == 12
 
     oracle = run_cli(["--mode", "compare", "--grid", "e2e-grid", "--analytic", "e2e-analytic", "--name", "cmp2",
                       "--selection", "test", "--storage-path", str(store), "--json-out", str(tmp_path / "cmp.json")])
