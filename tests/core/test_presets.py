@@ -12,7 +12,7 @@ from robustloss_core.losses import LOSSES, build_loss
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PRESETS_PY = ROOT / "robustloss_core" / "presets.py"
-REFERENCE_MD = pathlib.Path("/work/shared/reference-params.md")
+REFERENCE_MD = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference-params.md"   # ../shared beside the checkout
 RUNTIME = [p for d in ("robustloss_core", "services", "sweeps") for p in (ROOT / d).rglob("*.py") if p != PRESETS_PY]
 
 
