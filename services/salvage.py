@@ -88,15 +88,21 @@ def scan(storage: st.Storage, name: str) -> dict:
     return found
 
 
-def finished_row(spec: TrialSpec, content: dict) -> dict | None:
-    """The summary row of a trial whose checkpoint says it is done, else None."""
+def checkpoint_row(spec: TrialSpec, content: dict, error=None) -> dict:
+    """The summary row a checkpoint gives: its non-finite marker as an error, else the metrics and compute
+    it recorded (``error`` marks a trial that failed afterwards)."""
     if "nonfinite" in content:
         return run_row(spec, {}, RuntimeError(content["nonfinite"]))
     state = content["state"]
-    if int(state["epoch"]) < int(spec.train_config()["epochs"]):
-        return None
     metrics = {**state["metrics"], **accounting(spec, float(state.get("robustloss_elapsed", 0.0)))}
-    return run_row(spec, metrics, None)
+    return run_row(spec, metrics, error)
+
+
+def finished_row(spec: TrialSpec, content: dict) -> dict | None:
+    """The summary row of a trial whose checkpoint says it is done, else None."""
+    if "nonfinite" not in content and int(content["state"]["epoch"]) < int(spec.train_config()["epochs"]):
+        return None
+    return checkpoint_row(spec, content)
 
 
 def plan(storage: st.Storage, name: str, specs: list[TrialSpec]) -> tuple[list[dict], list[TrialSpec], dict]:

@@ -18,7 +18,6 @@ The folder is the single source of truth: Tune's files, ``robustloss.json`` (wha
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import pickle
@@ -29,7 +28,7 @@ from services import salvage
 from services import storage as st
 from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv
 from services.spec import Fixed, Resources, TrialSpec, varied_keys
-from services.trainer import accounting, run_trial
+from services.trainer import run_trial
 
 __all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "analytic_hparams", "calibrate_losses", "OptunaSpace",
            "SweepResult", "run_row", "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
@@ -62,11 +61,9 @@ def analytic_hparams(calibration: dict, lrs: list[float] | dict, seeds: int) -> 
     protocol; or ``{loss: [lr]}``) × seeds. The analytic method removes the loss-parameter dimension only."""
     out = []
     for loss, cal in calibration.items():
-        if cal.get("skip"):
-            continue
         loss_lrs = lrs[loss] if isinstance(lrs, dict) else lrs
         for lr, seed in itertools.product(loss_lrs, range(seeds)):
-            out.append({"loss": cal.get("train_loss", loss), "lr": float(lr), "seed": seed,
+            out.append({"loss": loss, "lr": float(lr), "seed": seed,
                         "logit_bias": float(cal["logit_bias"]), **cal["params"]})
     return out
 
@@ -456,13 +453,8 @@ def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
             done.append(run_row(spec, {}, RuntimeError("no checkpoint")) if t.state == optuna.trial.TrialState.FAIL
                         else run_row(spec, {"epoch": 0}, None))
             continue
-        content = hit["content"]
-        if "nonfinite" in content:
-            done.append(run_row(spec, {}, RuntimeError(content["nonfinite"])))
-            continue
-        state = content["state"]
-        done.append(run_row(spec, {**state["metrics"], **accounting(spec, float(state.get("robustloss_elapsed", 0.0)))},
-                            None if t.state != optuna.trial.TrialState.FAIL else RuntimeError("failed")))
+        failed = RuntimeError("failed") if t.state == optuna.trial.TrialState.FAIL else None
+        done.append(salvage.checkpoint_row(spec, hit["content"], failed))   # PRUNED ones stop before the last epoch
     print(f"--resume: Optuna study {name!r} has {len(done)} finished trial(s); {len(enqueue)} interrupted one(s) "
           f"enqueued again", flush=True)
     return len(study.get_trials(deepcopy=False)), enqueue, done   # trials the study holds (the sampler offset)
