@@ -140,16 +140,40 @@ def _own_kwargs(fn) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p not in ("root", "download", "seed")]
 
 
+CACHE_BYTES = 1 << 30   # in-memory bundles build_dataset(cache=True) keeps per process, by their tensors' size
+_cache: dict[str, DataBundle] = {}   # insertion order = least recently used first
+
+
 def build_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool = False, seed: int = 0,
-                  **kwargs) -> DataBundle:
-    """Build dataset ``name`` (see ``DATASETS``). ``seed`` is the data seed of generated datasets."""
+                  cache: bool = False, **kwargs) -> DataBundle:
+    """Build dataset ``name`` (see ``DATASETS``). ``seed`` is the data seed of generated datasets.
+
+    ``cache=True``: an in-memory bundle (``tensors`` set: synthetic, CIFAR, Fashion-MNIST) built before in
+    this process with the same arguments is returned again instead of rebuilt, so the trials a reused Ray
+    worker runs share one copy; at most ``CACHE_BYTES`` of tensors are kept, least recently used dropped.
+    Callers must not modify a cached bundle (the engine only reads it: label noise, splits and batches
+    are copies)."""
     _check_name(name)
     fn = DATASETS[name]
     allowed = _own_kwargs(fn)
     bad = sorted(set(kwargs) - set(allowed))
     if bad:
         raise ValueError(f"dataset {name!r} does not take {', '.join(bad)}; allowed: {', '.join(allowed) or 'none'}")
-    return fn(_resolve_root(root), download=bool(download), seed=seed, **kwargs)
+    key = repr((name, str(_resolve_root(root)), seed, sorted(kwargs.items())))
+    if cache and key in _cache:
+        _cache[key] = _cache.pop(key)   # most recently used
+        return _cache[key]
+    bundle = fn(_resolve_root(root), download=bool(download), seed=seed, **kwargs)
+    if cache and bundle.tensors is not None:
+        _cache[key] = bundle
+        while len(_cache) > 1 and sum(_tensor_bytes(b) for b in _cache.values()) > CACHE_BYTES:
+            _cache.pop(next(iter(_cache)))
+    return bundle
+
+
+def _tensor_bytes(bundle: DataBundle) -> int:
+    t = bundle.tensors
+    return sum(x.numel() * x.element_size() for x in (t.train_x, t.train_y, t.test_x, t.test_y))
 
 
 def dataset_num_classes(name: str, root: str | os.PathLike | None = None, **kwargs) -> int:

@@ -433,7 +433,9 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
     data_seed = dargs.pop("seed", cfg.seed)
 
     def build():
-        return datasets.build_dataset(cfg.dataset, cfg.data_root, download=cfg.download, seed=data_seed, **dargs)
+        # cached per process: the trials a reused Ray worker runs share the data instead of rebuilding it
+        return datasets.build_dataset(cfg.dataset, cfg.data_root, download=cfg.download, seed=data_seed, cache=True,
+                                      **dargs)
 
     if d.enabled and cfg.download:
         bundle = build() if d.rank == 0 else None

@@ -191,3 +191,22 @@ def mlp_lr(loss: str, dataset: str, *, logit_bias: bool = False) -> float:
     if key not in table:
         raise ValueError(f"no MLP1024 learning rate for loss {key!r}; allowed: {', '.join(table)}")
     return table[key]
+
+
+# ----------------------------------------------------------------------------- time estimates
+
+# Measured throughput per (model, device): examples of the training split per second of an epoch
+# (training plus its evaluation passes), one trial at a time per CPU thread or per GPU. The CLI's time
+# estimate before a sweep reads it; a model/device missing here gets no estimate. Numbers from the
+# named benchmark on the named machine; another machine differs, which the estimate says.
+THROUGHPUT = {
+    ("mlp1024", "cpu"): {"examples_per_second": 9500, "per": "CPU thread", "machine": "a 2-core x86 VM",
+                         "source": "benchmarks/sweep_overhead.py (8x2s, 4x30s), 2026-12-01"},
+}
+# Fixed costs of a sweep on that machine (same source): the embedded Ray's start and stop, and a worker's
+# first trial (process start, imports, torch's lazy start-up) before its first epoch.
+SWEEP_FIXED_SECONDS = {"ray": 12.0, "first_trial": 4.0}
+
+# Training / test examples of the file datasets (the synthetic ones: classes x per-class counts).
+DATASET_EXAMPLES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "fashionmnist": (60_000, 10_000),
+                    "webvision": (2_439_574, 50_000), "mini-webvision": (65_944, 2_500)}

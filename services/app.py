@@ -13,6 +13,7 @@ import time
 
 from robustloss_core.datasets import DataRootError
 from services import compare as cmp
+from services import estimate
 from services import storage as st
 from services import sweeps
 from services import cluster
@@ -114,12 +115,31 @@ def run_grid(req: SweepRequest, storage, name: str, resume: bool) -> dict:
               f"{len(req.lrs)} learning rate(s) x {req.seeds} seed(s))", flush=True)
     else:
         print(f"optuna: {req.num_samples or len(hparams)} trial(s) (TPE + ASHA over the grid's ranges)", flush=True)
+    print_estimate(req, fixed, req.num_samples or len(hparams) if req.search == "optuna" else len(hparams))
     space = sweeps.OptunaSpace(req.losses, req.grids, req.lrs) if req.search == "optuna" else None
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, search_space=space,
                            num_samples=req.num_samples, record=_record(req, "grid"), verbose=0 if req.quiet else 1,
                            callbacks=req.callbacks, optuna_url=req.optuna_storage)
     return sweeps.write_summary(storage, res, mode="grid", search=req.search, lr_protocol=req.lr_protocol,
                                 dataset=req.dataset, num_classes=req.num_classes)
+
+
+def print_estimate(req: SweepRequest, fixed: Fixed, trials: int) -> None:
+    """One line before a sweep: its expected time (services.estimate), or why there is none."""
+    from services.cluster import cluster_capacity
+
+    t = fixed.train
+    device = "cuda" if req.use_gpu else "cpu"
+    capacity = cluster_capacity()
+    concurrency = 1 if (req.use_gpu and capacity["GPU"] == 0) else fixed.resources.concurrency(capacity)
+    est = estimate.sweep_seconds(trials=trials, concurrency=concurrency, epochs=int(t["epochs"]), model=t["model"],
+                                 examples=estimate.train_examples(req.dataset, req.dataset_kwargs, req.val_fraction),
+                                 device=device)
+    if est is None:
+        print(f"estimate: none (no measured throughput for {t['model']} on {device} with {req.dataset})", flush=True)
+    else:
+        seconds, how = est
+        print(f"estimate: {estimate.describe(seconds)} ({how}; another machine differs)", flush=True)
 
 
 def print_calibration(calibration: dict) -> None:

@@ -21,6 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
+
+from services import timeline
 
 VERBOSE_ENV = "ROBUSTLOSS_VERBOSE"   # "1": the worker setup hook leaves Ray's logging as it is
 _saved_env: dict[str, str | None] = {}  # what connect() changed in os.environ, to put back
@@ -67,6 +71,14 @@ def job_metadata(job_name: str | None, metadata: dict | None) -> dict[str, str]:
     return out
 
 
+def worker_env(verbose: bool) -> dict[str, str]:
+    """Environment of the job's Ray workers. ``MALLOC_ARENA_MAX=2`` (unless the caller set it): a reused
+    trial actor runs each trial in a new thread, and glibc gives new threads new malloc arenas whose freed
+    memory it keeps, so a worker's resident memory grew ~27 MB per trial (measured: 861 → 1265 MB over 16
+    trials of one actor; with 2 arenas it stays within ~60 MB of its first trial)."""
+    return {VERBOSE_ENV: "1" if verbose else "0", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+
+
 def worker_setup() -> None:
     """The job's ``worker_process_setup_hook``: runs in every Ray worker process of the job at start.
 
@@ -82,6 +94,20 @@ def worker_setup() -> None:
     quiet_ray(verbose)
     if not verbose:
         drop_termination_noise()
+    threading.Thread(target=_warm_imports, name="robustloss-warm-imports", daemon=True).start()
+
+
+def _warm_imports() -> None:
+    """Import what a trial needs while the worker waits for one: Ray starts the job's workers when the
+    driver connects, seconds before Tune hands them a trial. torch (2 s here), torch._dynamo (2 s more:
+    the first ``torch.optim`` optimiser imports it) and the engine; a trial importing them meanwhile
+    waits on Python's per-module import locks, so nothing is imported twice or half."""
+    try:
+        import torch._dynamo  # noqa: F401
+
+        import services.trainer  # noqa: F401
+    except Exception:  # a missing optional piece surfaces in the trial itself, with its traceback
+        pass
 
 
 def _set_env(key: str, value: str) -> None:
@@ -122,9 +148,10 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     common = dict(
         logging_level=logging.INFO if verbose else logging.WARNING,  # ray.init sets the "ray" logger to this
         job_config=ray.job_config.JobConfig(metadata=job_metadata(job_name, metadata)),
-        runtime_env={"env_vars": {VERBOSE_ENV: "1" if verbose else "0"}, "worker_process_setup_hook": worker_setup},
+        runtime_env={"env_vars": worker_env(verbose), "worker_process_setup_hook": worker_setup},
     )
     _embedded["now"] = address is None
+    timeline.mark("ray_init")
     if address is None:  # "local": always a new embedded instance, even if `ray start` runs on this machine
         ctx = ray.init(
             address="local",
@@ -144,6 +171,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
                 "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) or use --address auto"
             raise ClusterError(f"--address {address!r}: {str(exc).splitlines()[0]}{hint}") from None
     _set_env("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    timeline.mark("ray_up")
     if not verbose:
         quiet.filter_worker_stream()
     return ctx

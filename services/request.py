@@ -82,6 +82,8 @@ class SweepRequest:
     cpus_per_trial: float = 1.0
     max_concurrent_trials: int | None = None
     max_failures: int = 2
+    checkpoint_every: int = 0            # also checkpoint every N epochs (0: time rule and the last epoch only)
+    checkpoint_seconds: float = 60.0     # checkpoint after an epoch ending >= this long after the previous one
     address: str | None = None
     storage_path: str | None = None      # None: $ROBUSTLOSS_STORAGE, else ~/robustloss_results
     storage_shared: bool = False         # a local path that is a shared mount on every node
@@ -155,6 +157,8 @@ class SweepRequest:
         for flag, value in (("--lr", r.lr), ("--gpus-per-trial", r.gpus_per_trial), ("--cpus-per-trial", r.cpus_per_trial)):
             if value is not None:
                 _number(flag, value, lo=0.0, lo_open=True)
+        r.checkpoint_seconds = _number("--checkpoint-seconds", _as_float("--checkpoint-seconds", r.checkpoint_seconds,
+                                                                         "a number of seconds >= 0"), lo=0.0)
         if r.lrs is not None:
             if not r.lrs:
                 raise RequestError("--lrs is empty: give positive numbers a,b,...")
@@ -163,7 +167,8 @@ class SweepRequest:
         for flag, value, low in (("--seeds", r.seeds, 1), ("--num-workers", r.num_workers, 1), ("--epochs", r.epochs, 1),
                                  ("--batch-size", r.batch_size, 1), ("--num-samples", r.num_samples, 1),
                                  ("--classes", r.classes, 2), ("--max-failures", r.max_failures, 0),
-                                 ("--max-concurrent-trials", r.max_concurrent_trials, 1), ("--pilots", r.pilots, 1)):
+                                 ("--max-concurrent-trials", r.max_concurrent_trials, 1), ("--pilots", r.pilots, 1),
+                                 ("--checkpoint-every", r.checkpoint_every, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise RequestError(f"{flag} {value!r} must be an integer >= {low}")
         if str(r.logit_bias) != "auto":
@@ -262,7 +267,8 @@ class SweepRequest:
 
         return Resources(num_workers=self.num_workers, use_gpu=self.use_gpu,
                          gpus_per_worker=self.gpus_per_trial / self.num_workers, cpus_per_worker=self.cpus_per_trial,
-                         max_failures=self.max_failures, max_concurrent_trials=self.max_concurrent_trials)
+                         max_failures=self.max_failures, max_concurrent_trials=self.max_concurrent_trials,
+                         checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds)
 
     def lr_for(self, base: dict):
         """The one learning rate of a loss when none is searched: ``lr``, else the paper's MLP1024 rate for

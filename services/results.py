@@ -16,14 +16,20 @@ ROW_METRICS = ("test_top1", "test_top5", "val_top1", "val_top1_clean", "memorize
                "test_top1_at_best", "train_acc_noisy", "train_acc_clean")
 
 
-def run_row(spec: TrialSpec, metrics: dict | None, error, scheduled: float | None = None) -> dict:
+TIMING_METRICS = ("setup_seconds", "report_seconds", "checkpoints", "worker_peak_rss_mb")
+
+
+def run_row(spec: TrialSpec, metrics: dict | None, error, scheduled: float | None = None,
+            span: tuple[float, float] | None = None) -> dict:
     """One ``summary.json`` row: the trial's hyperparameters, its last reported metrics, its status.
 
     Compute: ``trial_seconds`` is the trial's wall time — inside its function, accumulated over restarts
     and resumes (the metrics' own ``trial_seconds``) — plus, given ``scheduled`` (the driver's seconds
     from scheduling the trial to its end in this run), this run's start-up and teardown outside the
     function (actor start, imports, data set-up before the first step is inside). ``compute_seconds``
-    = trial_seconds × workers (worker-seconds), ``gpu_seconds`` = trial_seconds × GPUs."""
+    = trial_seconds × workers (worker-seconds), ``gpu_seconds`` = trial_seconds × GPUs. ``span``: the
+    driver's (start, end) clock times of the trial in this run (``started_at``/``ended_at``, Unix seconds);
+    ``TIMING_METRICS`` say where a trial's time went (services.trainer)."""
     m = metrics or {}
     trial_seconds = float(m.get("trial_seconds", 0.0) or 0.0)
     startup = 0.0
@@ -49,6 +55,8 @@ def run_row(spec: TrialSpec, metrics: dict | None, error, scheduled: float | Non
         "trial_seconds": trial_seconds, "startup_seconds": startup, "epochs": epoch,
         "num_workers": spec.num_workers, "gpus": spec.resources.gpus, "role": spec.role, "key": spec.key,
         "status": status, "error": message, "trial_id": m.get("trial_id"), "node_id": m.get("node_id"),
+        **{k: m.get(k) for k in TIMING_METRICS},
+        "started_at": span[0] if span else None, "ended_at": span[1] if span else None,
     }
 
 

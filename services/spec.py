@@ -26,7 +26,15 @@ HP_KEYS = ("loss", "lr", "seed", "logit_bias")   # hyperparameters every trial h
 
 @dataclass(frozen=True)
 class Resources:
-    """Ray resources of one training run and how many run at once."""
+    """Ray resources of one training run, how many run at once, and how often a run checkpoints.
+
+    Checkpoint policy (:meth:`checkpoint_due`): a run saves its state after its last epoch, after every
+    ``checkpoint_every``-th epoch (0: no epoch rule), after each epoch in ``checkpoint_epochs`` (the
+    epochs where ASHA may stop an Optuna trial), and after any epoch that ends ``checkpoint_seconds`` or
+    more after the run's previous checkpoint (or its start). A killed or failed run therefore repeats at
+    most the epochs of the last ``checkpoint_seconds`` (one epoch, if epochs are longer); a short trial
+    writes one checkpoint, not one per epoch. None of this changes what a run computes (not in the key).
+    """
 
     num_workers: int = 1
     use_gpu: bool = False
@@ -34,6 +42,16 @@ class Resources:
     cpus_per_worker: float = 1.0
     max_failures: int = 2
     max_concurrent_trials: int | None = None
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 60.0
+    checkpoint_epochs: tuple = ()
+
+    def checkpoint_due(self, epoch: int, last_epoch: int, seconds_since: float) -> bool:
+        """Whether a run saves its state after ``epoch`` (see the class docstring)."""
+        return (epoch >= last_epoch
+                or (self.checkpoint_every > 0 and epoch % self.checkpoint_every == 0)
+                or epoch in tuple(self.checkpoint_epochs)
+                or seconds_since >= self.checkpoint_seconds)
 
     @property
     def gpus(self) -> float:

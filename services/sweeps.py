@@ -11,20 +11,28 @@ returns them, TensorBoard HParams show the ones that vary, and trial folders are
 * optuna: ``OptunaSearch`` (TPE) over ``OptunaSpace`` with ASHA; its study persists in
   ``<storage>/<name>/optuna.journal`` (or ``--optuna-storage``), so a resumed search continues it.
 
+Many short trials: Tune reuses trial actors (``reuse_actors=True``), so a worker process pays imports,
+torch's lazy start-up and the dataset (cached per process) once and then runs trial after trial; trials
+checkpoint by ``Resources.checkpoint_due`` (the last epoch, every N epochs or M seconds, and ASHA's
+rungs for Optuna), not after every epoch. ``benchmarks/sweep_overhead.py`` measures what is left.
+
 The folder is the single source of truth: Tune's files, ``robustloss.json`` (what was asked),
 ``summary.json`` / ``summary.csv`` (one row per trial), and the trials' checkpoints, from which
 ``--resume`` rebuilds (``services.salvage``).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import logging
+import math
 import os
 import pickle
 import time
 from dataclasses import dataclass, field
 
-from services import salvage
+from services import salvage, timeline
 from services import storage as st
 from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv
 from services.spec import Fixed, Resources, TrialSpec, varied_keys
@@ -166,6 +174,21 @@ def _optuna_searcher(space, study_name: str, storage_url, seed: int, epochs: int
                                   study_name=study_name, storage=storage_url)
 
 
+ASHA_REDUCTION = 3
+
+
+def asha_grace(epochs: int) -> int:
+    return max(1, epochs // 4)
+
+
+def asha_rungs(epochs: int) -> tuple[int, ...]:
+    """The epochs at which ASHA (grace ``asha_grace``, reduction 3, max ``epochs``) may stop a trial:
+    Optuna trials checkpoint there too, so a stopped trial's result survives a driver kill."""
+    g = asha_grace(epochs)
+    n = int(math.log(epochs / g) / math.log(ASHA_REDUCTION) + 1) if epochs > g else 0
+    return tuple(g * ASHA_REDUCTION ** k for k in range(n) if g * ASHA_REDUCTION ** k < epochs)
+
+
 def selection_metric(train: dict) -> str:
     """What Optuna and ASHA optimise: noisy-validation top-1 (test top-1 only without a validation split)."""
     return "val_top1" if float(train.get("val_fraction", 0.0) or 0.0) > 0 else "test_top1"
@@ -258,6 +281,11 @@ def _trial_clock():
                 return self.end[trial_id] - self.start[trial_id]
             return None
 
+        def span(self, trial_id) -> tuple[float, float] | None:
+            if trial_id in self.start and trial_id in self.end:
+                return self.start[trial_id], self.end[trial_id]
+            return None
+
     return TrialClock()
 
 
@@ -269,14 +297,24 @@ def _trial_dirname_creator(varied: list[str], fixed: Fixed):
     return name
 
 
-def progress_reporter(varied: list[str]):
-    """Tune's status table: the searched hyperparameters and the latest epoch's metrics."""
+def progress_reporter(varied: list[str], location: str | None = None):
+    """Tune's status table: the searched hyperparameters and the latest epoch's metrics. Its
+    "Result logdir:" line names ``location`` (the experiment in the storage), not the driver's staging
+    folder under Ray's temporary directory that Tune would print."""
     from ray.tune import CLIReporter
 
+    class StorageReporter(CLIReporter):
+        def _progress_str(self, trials, done, *sys_info, **kwargs):
+            text = super()._progress_str(trials, done, *sys_info, **kwargs)
+            if location is None:
+                return text
+            return "\n".join(f"Result logdir: {location}" if line.startswith("Result logdir: ") else line
+                             for line in text.split("\n"))
+
     params = ["loss"] + [k for k in varied if k != "loss"] + [k for k in ("lr",) if k not in varied]
-    return CLIReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
-                       metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_top1": "val",
-                                       "test_top1": "test", "trial_seconds": "seconds"})
+    return StorageReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
+                           metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_top1": "val",
+                                           "test_top1": "test", "trial_seconds": "seconds"})
 
 
 def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict], *, resume: bool = False,
@@ -290,7 +328,10 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     stops weak trials early on noisy-validation top-1; the study persists (``optuna_storage``).
     ``extras``: {TrialSpec.key: {"fault_injection"|"role"|"epochs": ...}} per-trial settings.
     """
-    fixed = Fixed(train=fixed.train, resources=fixed.resources, experiment=name, extras=dict(extras or {}))
+    resources = fixed.resources
+    if search == "optuna":   # ASHA may stop a trial at any rung: checkpoint there as well
+        resources = dataclasses.replace(resources, checkpoint_epochs=asha_rungs(int(fixed.train["epochs"])))
+    fixed = Fixed(train=fixed.train, resources=resources, experiment=name, extras=dict(extras or {}))
     specs = [TrialSpec.from_hparams(fixed, hp) for hp in hparams]
     varied = varied_keys(specs) if search == "grid" else sorted({k for s in specs for k in s.hparams} | {"lr"})
     wall0 = time.time()
@@ -345,6 +386,42 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
 
 
+@contextlib.contextmanager
+def _light_callback_telemetry():
+    """Ray's usage telemetry (``ray.air._internal.usage._count_callbacks``, run by every ``Tuner.fit``)
+    imports the MLflow, W&B, Comet and Aim integrations to classify the callbacks, which imports mlflow
+    and wandb themselves when installed: 2.2 s of a sweep's start on this machine (measured, Ray 2.60).
+    For the run, count our callbacks by class name without those imports; the tag Ray records is the same
+    for the callbacks a robustloss sweep passes (Tune's own loggers, ours, MLflow/W&B when asked, which are
+    then imported anyway). If Ray renames the function, nothing is patched."""
+    from ray.air._internal import usage
+
+    original = getattr(usage, "_count_callbacks", None)
+    if original is None:
+        yield
+        return
+
+    from ray.tune import Callback
+    from ray.tune.logger import LoggerCallback
+
+    def count(callbacks):
+        counts: dict[str, int] = {}
+        for cb in callbacks or []:
+            if not isinstance(cb, Callback):
+                continue
+            name = type(cb).__name__
+            key = name if name in ("MLflowLoggerCallback", "WandbLoggerCallback") else (
+                "CustomLoggerCallback" if isinstance(cb, LoggerCallback) else "CustomCallback")
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    usage._count_callbacks = count
+    try:
+        yield
+    finally:
+        usage._count_callbacks = original
+
+
 class _InterruptNote(logging.Filter):
     """Sees Tune's "Experiment has been interrupted" warning (Tune handles SIGINT itself and returns from
     ``fit``) and drops it: its advice, ``Tuner.restore(...)``, is not how a robustloss sweep resumes."""
@@ -371,6 +448,10 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
             self._name = TrialSpec.from_hparams(fixed, config).dirname(varied)
             super().setup(config)
 
+        def reset_config(self, new_config):   # a reused actor (TuneConfig(reuse_actors=True)) takes its next trial
+            self._name = TrialSpec.from_hparams(fixed, new_config).dirname(varied)
+            return super().reset_config(new_config)
+
     return RobustlossTrial
 
 
@@ -390,30 +471,33 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
         # random start-up suggestions, i.e. run finished configurations again
         search_alg = _optuna_searcher(search_space, name, study_storage, int(fixed.train.get("seed", 0)) + sampler_offset,
                                       epochs, metric)
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=max(1, epochs // 4),
-                                  reduction_factor=3)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=asha_grace(epochs),
+                                  reduction_factor=ASHA_REDUCTION)
         tune_config = tune.TuneConfig(metric=metric, mode="max", num_samples=todo_count, search_alg=search_alg,
                                       scheduler=scheduler, max_concurrent_trials=concurrency,
                                       trial_dirname_creator=_trial_dirname_creator(varied, fixed))
     else:
         tune_config = tune.TuneConfig(num_samples=len(specs), search_alg=_trial_list_searcher([s.hparams for s in specs]),
-                                      max_concurrent_trials=concurrency,
+                                      max_concurrent_trials=concurrency, reuse_actors=True,
                                       trial_dirname_creator=_trial_dirname_creator(varied, fixed))
     clock = _trial_clock()
     run_config = tune.RunConfig(
         name=name, storage_path=storage.root, storage_filesystem=storage.fs,
         failure_config=tune.FailureConfig(max_failures=fixed.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        verbose=verbose, progress_reporter=progress_reporter(varied),
+        verbose=verbose, progress_reporter=progress_reporter(varied, storage.display(name)),
         callbacks=_callbacks(callbacks, varied, name, storage) + [clock],
     )
     interrupted = _InterruptNote()
     tune_logger = logging.getLogger("ray.tune.tune")
     tune_logger.addFilter(interrupted)
+    timeline.mark("fit_start")
     try:
-        results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
+        with _light_callback_telemetry():
+            results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
     finally:
         tune_logger.removeFilter(interrupted)
+        timeline.mark("fit_end")
     if interrupted.seen:   # Tune took the Ctrl-C, saved its state and returned: stop here (app prints --resume)
         raise KeyboardInterrupt
     rows = []
@@ -421,8 +505,9 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
         if not r.config:  # a trial whose actor never started has no config to label it with
             print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
             continue
-        scheduled = clock.seconds((r.metrics or {}).get("trial_id"))
-        rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error, scheduled=scheduled))
+        trial_id = (r.metrics or {}).get("trial_id")
+        rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error,
+                            scheduled=clock.seconds(trial_id), span=clock.span(trial_id)))
     return rows
 
 
@@ -463,7 +548,7 @@ def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
 def write_summary(storage: st.Storage, result: SweepResult, **extra) -> dict:
     """``summary.json`` (= ``--json-out`` payload) and ``summary.csv`` into the experiment folder."""
     summary = {"experiment": result.name, "location": result.location, "wall_seconds": result.wall_seconds,
-               "runs": result.rows, **extra}
+               "runs": result.rows, "timings": timeline.marks(), "driver_peak_rss_mb": timeline.peak_rss_mb(), **extra}
     storage.write_json(summary, result.name, st.SUMMARY)
     storage.write_bytes(to_csv(result.rows).encode(), result.name, "summary.csv")
     return summary

@@ -16,9 +16,15 @@ Two ways a trial runs (``run_trial`` picks per spec):
 
 Either way each epoch reports the engine's metrics plus the compute accounting
 (``trial_seconds`` wall time since the trial first started, start-up included and accumulated over
-restarts; ``worker_seconds`` = trial_seconds × workers; ``gpu_seconds`` = trial_seconds × GPUs) with
-a checkpoint of the full engine state and ``spec.json`` (the TrialSpec), so a retried or resumed trial
-continues from its last epoch and a checkpoint says which trial it belongs to.
+restarts; ``worker_seconds`` = trial_seconds × workers; ``gpu_seconds`` = trial_seconds × GPUs) and,
+where the checkpoint policy says so (``Resources.checkpoint_due``: the last epoch, every N epochs, every
+M seconds, ASHA rungs), a checkpoint of the full engine state and ``spec.json`` (the TrialSpec), so a
+retried or resumed trial continues from its newest checkpoint and a checkpoint says which trial it
+belongs to.
+
+Many short trials: Tune reuses the trial actors (services.sweeps), so one worker process runs trial
+after trial; imports, torch's lazy start-up (the first optimiser imports torch._dynamo, 2 s here) and
+the dataset (``datasets.build_dataset(cache=True)``) are paid once per worker, not per trial.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import time
 
 from robustloss_core import engine
 from robustloss_core.config import TrainConfig
+from services import timeline
 from services.cluster import VERBOSE_ENV
 from services.spec import Fixed, TrialSpec
 
@@ -68,25 +75,37 @@ def _write_spec(spec: TrialSpec, folder: str) -> None:
 
 
 def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool, started: float, prior: float,
-                    trial_name: str | None = None):
-    """``on_epoch`` callback: add compute accounting, save the state, report, export the trial's metrics
-    (``services.metrics``: Prometheus gauges on the node's metrics port), maybe inject a fault."""
+                    entered: float, trial_name: str | None = None):
+    """``on_epoch`` callback: add compute accounting, save the state when the checkpoint policy says so
+    (``Resources.checkpoint_due``), report, export the trial's metrics (``services.metrics``: Prometheus
+    gauges on the node's metrics port), maybe inject a fault.
+
+    Timing fields of every row: ``setup_seconds`` (from entering the trial function to its first epoch:
+    data, noise, model), ``report_seconds`` (time spent so far saving checkpoints and handing results to
+    Tune), ``checkpoints`` (how many this run saved), ``worker_peak_rss_mb`` (the worker process's peak)."""
     import ray
 
     from services import metrics as trial_metrics
 
     fault = spec.fault_injection
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    last_epoch = int(spec.train_config()["epochs"])
+    clock = {"last_checkpoint": entered, "setup": None, "report": 0.0, "checkpoints": 0}
 
     def on_epoch(metrics: dict, get_state) -> None:
-        elapsed = prior + time.time() - started
+        now = time.time()
+        elapsed = prior + now - started
+        if clock["setup"] is None:
+            clock["setup"] = max(0.0, now - entered - float(metrics.get("epoch_time") or 0.0))
         row = dict(metrics)
         row.pop("history", None)
-        row.update(accounting(spec, elapsed), resumed_seconds=prior, node_id=node_id)
+        row.update(accounting(spec, elapsed), resumed_seconds=prior, node_id=node_id, setup_seconds=clock["setup"],
+                   report_seconds=clock["report"], worker_peak_rss_mb=timeline.peak_rss_mb())
         if is_rank0:
             trial_metrics.export_epoch(row, experiment=spec.fixed.experiment, trial=trial_name or spec.key,
                                        loss=spec.loss, lr=spec.hparams["lr"])
-        state = get_state() if is_rank0 else None
+        due = spec.resources.checkpoint_due(int(metrics["epoch"]), last_epoch, now - clock["last_checkpoint"])
+        state = get_state() if (is_rank0 and due) else None
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
             if state is not None:
@@ -94,7 +113,11 @@ def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool,
                 engine.save_checkpoint(state, os.path.join(d, STATE_FILE))
                 _write_spec(spec, d)
                 checkpoint = make_checkpoint(d)
+                clock["checkpoints"] += 1
+                clock["last_checkpoint"] = now
+            row["checkpoints"] = clock["checkpoints"]
             report(row, checkpoint=checkpoint)
+        clock["report"] += time.time() - now
         if fault and metrics["epoch"] == fault["epoch"] and not os.path.exists(fault["marker"]):
             with open(fault["marker"], "w") as f:
                 f.write(str(os.getpid()))
@@ -117,6 +140,7 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
     """Run the engine with reporting; shared by the Tune function and the Ray Train worker loop."""
     import logging
 
+    entered = time.time()
     import torch
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
@@ -129,7 +153,7 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
     prior = float(resume.get("robustloss_elapsed", 0.0)) if resume else 0.0
     started = started if (resume is None and started) else time.time()
     on_epoch = _epoch_reporter(spec, report, make_checkpoint, is_rank0=is_rank0, started=started, prior=prior,
-                               trial_name=trial_name)
+                               entered=entered, trial_name=trial_name)
     last = {}
 
     def tracking(metrics, get_state):

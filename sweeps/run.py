@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-trial", type=float, default=d0.cpus_per_trial, help="CPUs per worker")
     r.add_argument("--max-concurrent-trials", type=int, help="default: as many as the cluster's CPUs/GPUs allow")
     r.add_argument("--max-failures", type=int, default=d0.max_failures, help="retries of a failed trial from its last checkpoint")
+    r.add_argument("--checkpoint-every", type=int, default=d0.checkpoint_every, help="also save a trial's state every N "
+                   "epochs (0: only by --checkpoint-seconds and after the last epoch; a killed or failed trial "
+                   "repeats the epochs since its last checkpoint)")
+    r.add_argument("--checkpoint-seconds", type=float, default=d0.checkpoint_seconds, help="save a trial's state "
+                   "after an epoch that ends this long after its previous checkpoint (0: every epoch)")
     r.add_argument("--address", help="Ray cluster: auto or host:port (default: an embedded local Ray)")
     r.add_argument("--storage-path", help="local/NFS folder, s3://bucket/prefix[?endpoint_override=h:p&scheme=http] "
                    "or gs://bucket/prefix (default: $ROBUSTLOSS_STORAGE, else ~/robustloss_results; a relative path "
@@ -238,8 +243,9 @@ def parse_args(argv: list[str] | None = None) -> SweepRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services import app, quiet
+    from services import app, quiet, timeline
 
+    timeline.mark("main")
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     quiet.quiet_ray(verbose)   # before Ray is imported by anything: its start-up lines come from the driver's loggers

@@ -84,3 +84,21 @@ def test_evidence_scripts_smoke(tmp_path, script):
     res = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert res["smoke"] is True and res["runs"]
     assert all(r.get("test_top1") is not None or r.get("error") for r in res["runs"])
+
+
+@pytest.mark.ray
+def test_sweep_overhead_smoke(tmp_path):
+    """benchmarks/sweep_overhead.py --smoke: 2 one-epoch trials, plain and through the CLI, in one run; the
+    timeline adds up (every phase measured, none negative) and both sides trained the same configurations."""
+    out_dir = tmp_path / "out"
+    out = _run([BENCH / "sweep_overhead.py", "--smoke", "--out", out_dir], cwd=tmp_path, timeout=600)
+    assert "smoke" in out
+    res = json.loads((out_dir / "sweep_overhead.json").read_text())["results"]["smoke"]
+    plain, cli = res["plain"], res["cli"]
+    assert res["trials"] == 2 and len(plain["runs"]) == 2 and len(cli["test_top1"]) == 2
+    assert sorted(r["test_top1"] for r in plain["runs"]) == sorted(cli["test_top1"])   # the same trainings
+    phases = ("before_ray", "ray_start", "grid_phase", "teardown")
+    assert all(cli[k] > 0 for k in phases) and 0 <= cli["idle_slots"] <= cli["grid_phase"]
+    assert sum(cli[k] for k in phases) <= cli["wall"] + 1e-6
+    assert cli["checkpoints_per_trial"] == 1.0   # one-epoch trials: the last epoch's checkpoint only
+    assert "| smoke |" in (out_dir / "sweep_overhead.md").read_text()

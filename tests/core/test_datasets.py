@@ -400,3 +400,23 @@ def test_fashionmnist_gz_reader_roundtrip(tmp_path):
     with gzip.open(p, "wb") as f:
         f.write((2051).to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in arr.shape) + arr.tobytes())
     np.testing.assert_array_equal(ds.read_idx(p, 3), arr)
+
+
+def test_build_dataset_cache_shares_in_memory_bundles_within_a_budget(monkeypatch, cifar10_root):
+    """cache=True returns the bundle an identical earlier call built (what a reused Ray worker's trials
+    share), a new one for other arguments, and drops the least recently used past CACHE_BYTES."""
+    monkeypatch.setattr(ds, "_cache", {})
+    a = ds.build_dataset("synthetic", seed=0, cache=True, classes=4, train_per_class=5)
+    assert ds.build_dataset("synthetic", seed=0, cache=True, classes=4, train_per_class=5) is a
+    assert ds.build_dataset("synthetic", seed=0, classes=4, train_per_class=5) is not a   # cache=False
+    b = ds.build_dataset("synthetic", seed=1, cache=True, classes=4, train_per_class=5)
+    assert b is not a and not torch.equal(a.tensors.train_x, b.tensors.train_x)
+    root, _ = cifar10_root
+    c = ds.build_dataset("cifar10", root, cache=True)   # read from files once, then shared
+    assert ds.build_dataset("cifar10", root, cache=True) is c
+    size = ds._tensor_bytes(a)
+    monkeypatch.setattr(ds, "CACHE_BYTES", size * 2 + ds._tensor_bytes(c) - 1)
+    ds.build_dataset("synthetic", seed=1, cache=True, classes=4, train_per_class=5)   # b: most recent
+    ds.build_dataset("synthetic", seed=2, cache=True, classes=4, train_per_class=5)   # over budget: a goes
+    assert ds.build_dataset("synthetic", seed=1, cache=True, classes=4, train_per_class=5) is b
+    assert ds.build_dataset("synthetic", seed=0, cache=True, classes=4, train_per_class=5) is not a

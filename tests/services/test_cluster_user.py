@@ -533,3 +533,5 @@ def test_cli_default_output_is_quiet_beside_another_ray(other_head, tmp_path, mo
     assert "Traceback" not in out and "Exception ignored" not in out, out[-4000:]
     longest = max(out.splitlines(), key=len)
     assert len(longest) <= 300, longest
+    if "grid" in mode:   # Tune's table names the experiment in the storage, not its staging copy in Ray's temp dir
+        assert f"Result logdir: {tmp_path / 's' / 'q13'}" in out and "driver_artifacts" not in out, out[-4000:]

@@ -27,7 +27,7 @@ def test_injected_failure_retried_from_checkpoint_and_nan_fails(tmp_path, ray_lo
     from services.storage import resolve_storage
 
     fixed = Fixed(train={k: v for k, v in BASE.items() if k not in ("loss", "loss_params", "lr", "seed")},
-                  resources=Resources(max_failures=2))
+                  resources=Resources(max_failures=2, checkpoint_every=2))   # epochs 2 and 3 (the last)
     ok, nan = {"loss": "ce", "lr": 0.05, "seed": 0}, {"loss": "ce", "lr": 1e8, "seed": 0}
     extras = {TrialSpec.from_hparams(fixed, ok).key: {"fault_injection": {"epoch": 2, "marker": str(tmp_path / "crashed-once")}}}
     storage = resolve_storage(tmp_path / "store")
@@ -40,7 +40,9 @@ def test_injected_failure_retried_from_checkpoint_and_nan_fails(tmp_path, ray_lo
     reference = engine.train(TrainConfig.from_dict(dict(BASE)))
     assert good["test_top1"] == pytest.approx(reference["test_top1"], abs=1e-9)  # resume == uninterrupted
     trial = next(p for p in (tmp_path / "store" / "faults").iterdir() if p.name.startswith("ce_lr0.05"))
-    epochs = [json.loads(line)["epoch"] for line in (trial / "result.json").read_text().splitlines()]
-    assert epochs == [1, 2, 3]  # continued after epoch 2, did not start over
+    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # continued after epoch 2, did not start over
+    # the policy: no checkpoint after epoch 1, one after epoch 2, then the retry's one after its last epoch
+    assert [r["checkpoints"] for r in rows] == [0, 1, 1]
     bad = by_lr[1e8]
     assert bad["status"] == "error" and "non-finite" in bad["error"].lower()

@@ -176,8 +176,9 @@ def _kill_mid_sweep(tmp_path):
     store = tmp_path / "store"
     data = [a.replace("train_per_class=20", "train_per_class=1000") for a in TINY]
     assert data != TINY
+    # a checkpoint after every epoch (the default policy checkpoints a trial this short only after its last)
     args = ["--mode", "grid", "--name", "kr", "--losses", "ce", "--epochs", "4", "--grid-file", grid,
-            "--max-concurrent-trials", "1", "--storage-path", str(store), *data]
+            "--max-concurrent-trials", "1", "--checkpoint-every", "1", "--storage-path", str(store), *data]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     proc = subprocess.Popen(CLI + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import pytest
 import torch
 
 from robustloss_core.engine import STATE_FORMAT
@@ -84,7 +85,8 @@ def test_plan_is_idempotent(tmp_path):
 def test_trial_checkpoints_name_their_trial(tmp_path):
     """The trial's own checkpoints (trainer._run_engine) carry its spec and key, so scan finds the trial
     with its newest state whatever Tune's files say."""
-    s = TrialSpec.from_hparams(Fixed(train={**FIXED.train, "epochs": 2}, experiment="kr"),
+    s = TrialSpec.from_hparams(Fixed(train={**FIXED.train, "epochs": 2}, experiment="kr",
+                                     resources=Resources(checkpoint_seconds=0.0)),   # after every epoch
                                {"loss": "ce", "lr": 0.05, "seed": 0})
     d = tmp_path / "store" / "kr" / "ce_x"
     d.mkdir(parents=True)
@@ -114,3 +116,51 @@ def test_spec_key_is_stable_and_names_the_configuration():
     # numpy scalars from a searcher give the same key as Python numbers
     import numpy as np
     assert TrialSpec.from_hparams(FIXED, {"loss": "ce", "lr": np.float64(0.01), "seed": np.int64(0)}).key == a.key
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ({}, [5]),                                      # default: a short trial checkpoints after its last epoch only
+    ({"checkpoint_every": 2}, [2, 4, 5]),
+    ({"checkpoint_seconds": 0.0}, [1, 2, 3, 4, 5]),
+    ({"checkpoint_epochs": (1, 3)}, [1, 3, 5]),      # the ASHA rungs of an Optuna search
+])
+def test_checkpoint_policy_decides_which_epochs_save_state(tmp_path, policy, expected):
+    """The checkpoints _run_engine really writes, by policy; every epoch is reported either way, and the
+    rows count the checkpoints so far."""
+    s = TrialSpec.from_hparams(Fixed(train={**FIXED.train, "epochs": 5}, resources=Resources(**policy), experiment="kr"),
+                               {"loss": "ce", "lr": 0.05, "seed": 0})
+    saved, rows = [], []
+
+    def make_checkpoint(folder):
+        saved.append(torch.load(f"{folder}/{STATE_FILE}", weights_only=False)["epoch"])
+        return folder
+
+    _run_engine(s, report=lambda row, checkpoint=None: rows.append(row), make_checkpoint=make_checkpoint,
+                checkpoint=None, is_rank0=True)
+    assert saved == expected
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["checkpoints"] for r in rows] == [sum(e <= r["epoch"] for e in expected) for r in rows]
+    assert all(r["setup_seconds"] >= 0 and r["worker_peak_rss_mb"] > 0 for r in rows)
+
+
+def test_checkpoint_due_time_rule():
+    r = Resources(checkpoint_seconds=30.0)
+    assert not r.checkpoint_due(3, 10, seconds_since=29.9)
+    assert r.checkpoint_due(3, 10, seconds_since=30.0)      # an epoch ending 30 s after the last checkpoint
+    assert r.checkpoint_due(10, 10, seconds_since=0.0)      # always the last epoch
+    assert not Resources(checkpoint_every=4).checkpoint_due(3, 10, 0.0)
+    assert Resources(checkpoint_every=4).checkpoint_due(8, 10, 0.0)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 4, 5, 8, 12, 40, 100])
+def test_optuna_trials_checkpoint_at_ashas_own_rungs(epochs):
+    """An Optuna trial checkpoints where ASHA may stop it: sweeps.asha_rungs against the milestones of
+    the ASHAScheduler the sweep builds (Ray's own computation)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from services import sweeps
+
+    asha = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=sweeps.asha_grace(epochs),
+                         reduction_factor=sweeps.ASHA_REDUCTION, metric="m", mode="max")
+    milestones = sorted(m for m, _ in asha._brackets[0]._rungs if m < epochs)
+    assert list(sweeps.asha_rungs(epochs)) == milestones
