@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/sweep_overhead.py                 # 8 and 32 trials of ~2 s, 4 of ~30 s (~6 min)
     .venv/bin/python benchmarks/sweep_overhead.py --variants 8x2s --repo /path/to/other/checkout
     .venv/bin/python benchmarks/sweep_overhead.py --smoke --out /tmp/x   # CI: 2 trials of 1 epoch
+    .venv/bin/python benchmarks/sweep_overhead.py --gpu               # ResNet-32, 1/2/4 trials per GPU (~15 min)
 
 Every variant is a CE grid on synthetic data (MLP1024, the preset's batch and validation split), its
 configurations built by the CLI's own request (``SweepRequest`` → ``grid_hparams`` → ``TrialSpec``), and run
@@ -44,6 +45,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)   # gpu_throughput's fake-CIFAR writer
 
 LRS_8 = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3]
 # name: (learning rates, seeds, examples per class, epochs); classes K = 100 throughout
@@ -165,6 +167,53 @@ def run_cli(variant: str, repo: str, store: str, slots: int) -> dict:
     return out
 
 
+def run_gpu(ks, epochs: int, n_train: int, tmp: str, device: str) -> dict:
+    """ResNet-32 on fake CIFAR-10 (benchmarks/gpu_throughput.py's writer, the real cifar10 loader) through
+    the CLI, k = 1, 2, 4 trials per GPU (``--gpus-per-trial 1/k``), 2k trials each so every slot runs two:
+    epoch time per trial and trials per hour per GPU. ``device="cpu"``: the same commands without
+    ``--use-gpu`` (a dry run of this code; the numbers mean nothing for a GPU)."""
+    from gpu_throughput import write_fake_cifar10
+
+    root = write_fake_cifar10(os.path.join(tmp, "cifar"), n_train=n_train, n_test=max(100, n_train // 5))
+    gpus = 1
+    if device == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    out = {}
+    for k in ks:
+        name, store = f"gpu-k{k}", os.path.join(tmp, "gpu-store")
+        lrs = ",".join(f"{0.01 * (i + 1):g}" for i in range(2 * k * gpus))
+        cmd = [sys.executable, os.path.join(REPO, "sweeps", "run.py"), "--mode", "grid", "--dataset", "cifar10",
+               "--data-root", root, "--model", "resnet32", "--losses", "ce", "--lrs", lrs, "--epochs", str(epochs),
+               "--batch-size", "128", "--quiet", "--storage-path", store, "--name", name,
+               *(["--use-gpu", "--gpus-per-trial", f"{1 / k:g}"] if device == "cuda" else
+                 ["--max-concurrent-trials", str(k)])]
+        t0 = time.time()
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        summary = json.load(open(os.path.join(store, name, "summary.json")))
+        rows, grid = summary["runs"], summary["wall_seconds"]
+        per_epoch = [(r["trial_seconds"] - r["startup_seconds"] - (r["setup_seconds"] or 0)) / r["epochs"] for r in rows]
+        out[k] = {"trials": len(rows), "wall": time.time() - t0, "grid_phase": grid, "gpus": gpus,
+                  "epoch_seconds": sum(per_epoch) / len(per_epoch), "trials_per_hour_per_gpu": len(rows) / grid * 3600 / gpus}
+        print(f"gpu k={k}: {len(rows)} trials in {grid:.1f} s, epoch {out[k]['epoch_seconds']:.2f} s", flush=True)
+    return out
+
+
+def gpu_report(res: dict, meta: dict, epochs: int, n_train: int) -> str:
+    md = [f"# sweep on the GPU ({meta['date']}, {meta['device']})", "",
+          f"ResNet-32, fake CIFAR-10 ({n_train} training images), batch 128, CE, {epochs} epochs per trial, "
+          "2 trials per slot", "",
+          "| trials per GPU | --gpus-per-trial | trials | grid phase | epoch time per trial | trials / hour / GPU |",
+          "|---:|---:|---:|---:|---:|---:|"]
+    for k, r in res.items():
+        md.append(f"| {k} | {1 / k:g} | {r['trials']} | {r['grid_phase']:.1f} s | {r['epoch_seconds']:.2f} s | "
+                  f"{r['trials_per_hour_per_gpu']:.0f} |")
+    return "\n".join(md) + "\n"
+
+
 def fmt(x, unit="s", digits=1):
     return "–" if x is None else f"{x:.{digits}f}{unit}"
 
@@ -202,11 +251,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repo", default=REPO, help="checkout whose sweeps/run.py to time (default: this one)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--smoke", action="store_true", help="the CI variant only")
+    ap.add_argument("--gpu", action="store_true", help="the GPU variant: ResNet-32, 1/2/4 trials per GPU")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="--gpu: cpu = a dry run of the variant")
     ap.add_argument("--plain-worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.plain_worker:
         plain_worker(a.plain_worker)
         return 0
+    if a.gpu:
+        return gpu_main(a)
     variants = ["smoke"] if a.smoke else a.variants.split(",")
     for v in variants:
         if v not in VARIANTS:
@@ -231,6 +284,27 @@ def main(argv=None) -> int:
     with open(os.path.join(a.out, "sweep_overhead.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=2)
     with open(os.path.join(a.out, "sweep_overhead.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+def gpu_main(a) -> int:
+    import torch
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU here: nothing to measure (--device cpu runs a dry run)")
+        return 0
+    epochs, n_train, ks = (1, 200, (1, 2)) if a.smoke else (3, 50_000, (1, 2, 4))
+    name = torch.cuda.get_device_name(0) if a.device == "cuda" else "CPU dry run"
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": name}
+    os.makedirs(a.out, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        res = run_gpu(ks, epochs, n_train, tmp, a.device)
+    md = gpu_report(res, meta, epochs, n_train)
+    with open(os.path.join(a.out, "sweep_overhead_gpu.json"), "w") as f:
+        json.dump({"meta": meta, "results": res}, f, indent=2)
+    with open(os.path.join(a.out, "sweep_overhead_gpu.md"), "w") as f:
         f.write(md)
     print(md)
     return 0

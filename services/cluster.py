@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-import time
 
 from services import timeline
 
@@ -94,20 +92,6 @@ def worker_setup() -> None:
     quiet_ray(verbose)
     if not verbose:
         drop_termination_noise()
-    threading.Thread(target=_warm_imports, name="robustloss-warm-imports", daemon=True).start()
-
-
-def _warm_imports() -> None:
-    """Import what a trial needs while the worker waits for one: Ray starts the job's workers when the
-    driver connects, seconds before Tune hands them a trial. torch (2 s here), torch._dynamo (2 s more:
-    the first ``torch.optim`` optimiser imports it) and the engine; a trial importing them meanwhile
-    waits on Python's per-module import locks, so nothing is imported twice or half."""
-    try:
-        import torch._dynamo  # noqa: F401
-
-        import services.trainer  # noqa: F401
-    except Exception:  # a missing optional piece surfaces in the trial itself, with its traceback
-        pass
 
 
 def _set_env(key: str, value: str) -> None:

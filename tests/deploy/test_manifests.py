@@ -129,7 +129,7 @@ def all_invocations() -> list[tuple[str, list[str] | str]]:
 
     for path in YAML_FILES:  # every string value: RayJob entrypoints, launcher commands, container args
         add(rel(path), lambda path=path: [s for doc in load_docs(path) for s in strings_in(doc)])
-    for path in sorted(DEPLOY.rglob("*.md")):
+    for path in [REPO / "README.md", *sorted(DEPLOY.rglob("*.md"))]:   # the project README's commands too
         add(rel(path), lambda path=path: [line for block in markdown_code(path.read_text()) for line in logical_lines(block)])
     for path in sorted(DEPLOY.rglob("*.sh")):
         add(rel(path), lambda path=path: logical_lines(path.read_text()))
@@ -178,6 +178,7 @@ def test_cli_invocations_found():
     files = {f for f, _ in INVOCATIONS}
     for must in ("kuberay/rayjob-analytic.yaml", "kuberay/rayjob-grid.yaml", "kuberay/rayjob-compare.yaml", "README.md"):
         assert f"deploy/{must}" in files, f"no sweeps/run.py command found in deploy/{must}"
+    assert sum(f == "README.md" for f, _ in INVOCATIONS) >= 6   # the project README's own commands
     assert len(INVOCATIONS) >= 8
 
 
