@@ -19,22 +19,20 @@ ROW_METRICS = ("test_top1", "test_top5", "val_top1", "val_top1_clean", "memorize
 TIMING_METRICS = ("setup_seconds", "report_seconds", "checkpoints", "worker_peak_rss_mb")
 
 
-def run_row(spec: TrialSpec, metrics: dict | None, error, scheduled: float | None = None,
-            span: tuple[float, float] | None = None) -> dict:
+def run_row(spec: TrialSpec, metrics: dict | None, error, span: tuple[float, float] | None = None) -> dict:
     """One ``summary.json`` row: the trial's hyperparameters, its last reported metrics, its status.
 
     Compute: ``trial_seconds`` is the trial's wall time — inside its function, accumulated over restarts
-    and resumes (the metrics' own ``trial_seconds``) — plus, given ``scheduled`` (the driver's seconds
-    from scheduling the trial to its end in this run), this run's start-up and teardown outside the
-    function (actor start, imports, data set-up before the first step is inside). ``compute_seconds``
-    = trial_seconds × workers (worker-seconds), ``gpu_seconds`` = trial_seconds × GPUs. ``span``: the
-    driver's (start, end) clock times of the trial in this run (``started_at``/``ended_at``, Unix seconds);
-    ``TIMING_METRICS`` say where a trial's time went (services.trainer)."""
+    and resumes (the metrics' own ``trial_seconds``) — plus, given ``span`` (the driver's (start, end)
+    clock times of the trial in this run, ``started_at``/``ended_at`` in Unix seconds), this run's
+    start-up and teardown outside the function (actor start, imports; data set-up before the first step
+    is inside). ``compute_seconds`` = trial_seconds × workers (worker-seconds), ``gpu_seconds`` =
+    trial_seconds × GPUs. ``TIMING_METRICS`` say where a trial's time went (services.trainer)."""
     m = metrics or {}
     trial_seconds = float(m.get("trial_seconds", 0.0) or 0.0)
     startup = 0.0
-    if scheduled is not None:
-        startup = max(0.0, scheduled - (trial_seconds - float(m.get("resumed_seconds", 0.0) or 0.0)))
+    if span is not None:
+        startup = max(0.0, span[1] - span[0] - (trial_seconds - float(m.get("resumed_seconds", 0.0) or 0.0)))
     trial_seconds += startup
     epochs_total = spec.train_config().get("epochs")
     epoch = int(m.get("epoch", 0) or 0)

@@ -11,7 +11,7 @@ returns them, TensorBoard HParams show the ones that vary, and trial folders are
 * optuna: ``OptunaSearch`` (TPE) over ``OptunaSpace`` with ASHA; its study persists in
   ``<storage>/<name>/optuna.journal`` (or ``--optuna-storage``), so a resumed search continues it.
 
-Many short trials: Tune reuses trial actors (``reuse_actors=True``), so a worker process pays imports,
+Many short trials: grid and analytic sweeps reuse trial actors (``reuse_actors=True``), so a worker process pays imports,
 torch's lazy start-up and the dataset (cached per process) once and then runs trial after trial; trials
 checkpoint by ``Resources.checkpoint_due`` (the last epoch, every N epochs or M seconds, and ASHA's
 rungs for Optuna), not after every epoch. ``benchmarks/sweep_overhead.py`` measures what is left.
@@ -276,11 +276,6 @@ def _trial_clock():
 
         on_trial_error = on_trial_complete
 
-        def seconds(self, trial_id) -> float | None:
-            if trial_id in self.start and trial_id in self.end:
-                return self.end[trial_id] - self.start[trial_id]
-            return None
-
         def span(self, trial_id) -> tuple[float, float] | None:
             if trial_id in self.start and trial_id in self.end:
                 return self.start[trial_id], self.end[trial_id]
@@ -506,8 +501,7 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
             print(f"warning: a trial never started: {str(r.error).strip().splitlines()[-1] if r.error else 'unknown'}")
             continue
         trial_id = (r.metrics or {}).get("trial_id")
-        rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error,
-                            scheduled=clock.seconds(trial_id), span=clock.span(trial_id)))
+        rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error, span=clock.span(trial_id)))
     return rows
 
 

@@ -22,12 +22,13 @@ M seconds, ASHA rungs), a checkpoint of the full engine state and ``spec.json`` 
 retried or resumed trial continues from its newest checkpoint and a checkpoint says which trial it
 belongs to.
 
-Many short trials: Tune reuses the trial actors (services.sweeps), so one worker process runs trial
+Many short trials: grid and analytic sweeps reuse the trial actors (services.sweeps), so one worker runs trial
 after trial; imports, torch's lazy start-up (the first optimiser imports torch._dynamo, 2 s here) and
 the dataset (``datasets.build_dataset(cache=True)``) are paid once per worker, not per trial.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -106,7 +107,8 @@ def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool,
                                        loss=spec.loss, lr=spec.hparams["lr"])
         due = spec.resources.checkpoint_due(int(metrics["epoch"]), last_epoch, now - clock["last_checkpoint"])
         state = get_state() if (is_rank0 and due) else None
-        with tempfile.TemporaryDirectory() as d:
+        # a folder for the checkpoint only when one is saved: no file-system work in epochs without one
+        with (tempfile.TemporaryDirectory() if state is not None else contextlib.nullcontext()) as d:
             checkpoint = None
             if state is not None:
                 state["robustloss_elapsed"] = elapsed
