@@ -308,7 +308,7 @@ def run_compare(req: SweepRequest, storage, name: str) -> dict:
             storage.write_bytes(table.encode(), name, "paper.md")
             files["paper"] = storage.display(name, "paper.md")
             print(table)
-    print("report: " + ", ".join(files.values()))
+    print(f"report in {storage.display(name)}: " + ", ".join(f.rsplit("/", 1)[-1] for f in files.values()))
     runs = [dict(r, experiment=req.grid_name) for r in grid["runs"]] + \
            [dict(r, experiment=req.analytic_name) for r in analytic["runs"]]
     return {"experiment": name, "mode": "compare", "grid": req.grid_name, "analytic": req.analytic_name,

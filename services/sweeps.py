@@ -106,6 +106,10 @@ class OptunaSpace:
     def __init__(self, losses: list[str], grids: dict, lrs: list[float]):
         self.losses, self.grids, self.lrs = list(losses), grids, list(lrs)
 
+    def keys(self) -> list[str]:
+        """Every hyperparameter a trial of this space can have: loss, lr and each loss's own."""
+        return sorted({"loss", "lr"} | {k for loss in self.losses for k in (self.grids.get(loss) or {})})
+
     def __call__(self, trial):
         loss = trial.suggest_categorical("loss", self.losses)
         trial.suggest_float("lr", min(self.lrs), max(self.lrs), log=True)
@@ -285,6 +289,8 @@ def _trial_clock():
 
 
 def _trial_dirname_creator(varied: list[str], fixed: Fixed):
+    """Names a trial's folder, and its row in Tune's table, by its hyperparameters (not ``run_trial_<id>``)."""
+
     def name(trial) -> str:
         """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<trial id>``."""
         return f"{TrialSpec.from_hparams(fixed, trial.config).dirname(varied)}_{trial.trial_id}"
@@ -299,12 +305,24 @@ def progress_reporter(varied: list[str], location: str | None = None):
     from ray.tune import CLIReporter
 
     class StorageReporter(CLIReporter):
+        # Tune's "Current best trial" line looks up every parameter column in the best trial's config and
+        # raises KeyError where that trial lacks one (an Optuna trial of another loss has no `q`): Tune's
+        # own line is off, and this one names the parameters the best trial has.
+        def _current_best_trial(self, trials):
+            return None, None
+
         def _progress_str(self, trials, done, *sys_info, **kwargs):
-            text = super()._progress_str(trials, done, *sys_info, **kwargs)
-            if location is None:
-                return text
-            return "\n".join(f"Result logdir: {location}" if line.startswith("Result logdir: ") else line
-                             for line in text.split("\n"))
+            lines = super()._progress_str(trials, done, *sys_info, **kwargs).split("\n")
+            if location is not None:
+                lines = [f"Result logdir: {location}" if ln.startswith("Result logdir: ") else ln for ln in lines]
+            best, metric = CLIReporter._current_best_trial(self, trials)
+            if best is not None:
+                config = best.last_result.get("config", {})
+                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in ((k, config[k]) for k in params if k in config))
+                at = next((i for i, ln in enumerate(lines) if ln.startswith("Number of trials")), len(lines))
+                lines.insert(at, f"Current best trial: {best.trial_id} with {metric}={best.last_result.get(metric)} ({shown})")
+            return "\n".join(lines)
 
     params = ["loss"] + [k for k in varied if k != "loss"] + [k for k in ("lr",) if k not in varied]
     return StorageReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
@@ -328,7 +346,7 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
         resources = dataclasses.replace(resources, checkpoint_epochs=asha_rungs(int(fixed.train["epochs"])))
     fixed = Fixed(train=fixed.train, resources=resources, experiment=name, extras=dict(extras or {}))
     specs = [TrialSpec.from_hparams(fixed, hp) for hp in hparams]
-    varied = varied_keys(specs) if search == "grid" else sorted({k for s in specs for k in s.hparams} | {"lr"})
+    varied = varied_keys(specs) if search == "grid" else search_space.keys()
     wall0 = time.time()
     prior_wall = 0.0
     if storage.exists(name, st.EXPERIMENT_RECORD):
@@ -470,11 +488,13 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
                                   reduction_factor=ASHA_REDUCTION)
         tune_config = tune.TuneConfig(metric=metric, mode="max", num_samples=todo_count, search_alg=search_alg,
                                       scheduler=scheduler, max_concurrent_trials=concurrency,
-                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed))
+                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed),
+                                      trial_name_creator=_trial_dirname_creator(varied, fixed))
     else:
         tune_config = tune.TuneConfig(num_samples=len(specs), search_alg=_trial_list_searcher([s.hparams for s in specs]),
                                       max_concurrent_trials=concurrency, reuse_actors=True,
-                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed))
+                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed),
+                                      trial_name_creator=_trial_dirname_creator(varied, fixed))
     clock = _trial_clock()
     run_config = tune.RunConfig(
         name=name, storage_path=storage.root, storage_filesystem=storage.fs,

@@ -1,4 +1,4 @@
-"""Shared fixtures: a loopback S3-compatible server (moto) and helpers to run the CLI."""
+"""Shared fixtures: a loopback S3-compatible server (moto), another Ray on the host, helpers to run the CLI."""
 import os
 import shutil
 import socket
@@ -74,3 +74,23 @@ def run_cli(args, *, cwd=None, timeout=600, env=None):
     """Run sweeps/run.py in a subprocess; returns CompletedProcess (text)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "1", **(env or {})}
     return subprocess.run(CLI + list(args), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def other_ray():
+    """"Another Ray on the host", started once for the session (tests/rayheads.py: its own session,
+    --temp-dir and ports; stopped by its pid). The embedded Ray of the CLI must work beside it, and the
+    metrics tests scrape its node."""
+    from rayheads import start_head, stop_head
+
+    head = start_head()
+    yield head
+    stop_head(head)
+
+
+def assert_quiet_output(out: str, *, max_line: int = 300) -> None:
+    """The CLI's default terminal output (issue 13): no traceback, nothing "ignored", no line longer
+    than ``max_line`` characters."""
+    assert "Traceback" not in out and "Exception ignored" not in out, out[-4000:]
+    longest = max(out.splitlines(), key=len)
+    assert len(longest) <= max_line, longest

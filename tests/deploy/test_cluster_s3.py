@@ -1,6 +1,7 @@
-"""A two-node Ray cluster on this machine runs a grid sweep whose trials land on both nodes, with
+"""A two-node Ray cluster on this machine runs a baseline search whose trials land on both nodes, with
 results in an S3-compatible object store (moto server on loopback) given as `--storage-path s3://...`;
-`--mode compare` reads them back from there."""
+`--mode compare` reads them back from there. The baseline is `--search optuna` with its study in a
+database (`--optuna-storage sqlite:///...`): Optuna's journal file cannot live in an object store."""
 import contextlib
 import json
 from pathlib import Path
@@ -38,13 +39,15 @@ def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
     uri = f"s3://{bucket}/sweeps?endpoint_override={endpoint}&scheme=http"
     grid = tmp_path / "grid.yaml"
     grid.write_text("lrs: [0.02, 0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
+    study_url = f"sqlite:///{tmp_path / 'optuna.db'}"
     with ray_address_file_kept():
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
         try:
             cluster.add_node(num_cpus=1)
             cluster.wait_for_nodes()
             common = ["--address", cluster.address, "--storage-path", uri, "--losses", "gce", *TINY]
-            g = run_cli(["--mode", "grid", "--name", "g", "--grid-file", str(grid), *common])
+            g = run_cli(["--mode", "grid", "--search", "optuna", "--num-samples", "4", "--optuna-storage", study_url,
+                         "--name", "g", "--grid-file", str(grid), *common])
             assert g.returncode == 0, g.stdout[-3000:] + g.stderr[-3000:]
             a = run_cli(["--mode", "analytic", "--name", "a", "--seeds", "2", "--lrs", "0.02,0.05", *common])
             assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
@@ -57,8 +60,15 @@ def test_two_node_sweep_to_s3_and_compare(tmp_path, s3_server):
     assert "sweeps/g/summary.json" in keys and "sweeps/a/calibration.json" in keys
     assert sum(k.startswith("sweeps/g/") and k.endswith("/result.json") for k in keys) == 4
     summary = json.loads(s3.get_object(Bucket=bucket, Key="sweeps/g/summary.json")["Body"].read())
-    assert len(summary["runs"]) == 4 and all(r["status"] == "ok" for r in summary["runs"])
+    assert len(summary["runs"]) == 4 and summary["search"] == "optuna"
+    assert all(r["status"] in ("ok", "stopped") and r["test_top1"] is not None for r in summary["runs"])
     assert len({r["node_id"] for r in summary["runs"]}) == 2  # trials ran on both nodes
+    import optuna
+
+    study = optuna.load_study(study_name="g", storage=study_url)   # the study is in the database, by name
+    assert len(study.trials) == 4 and all({"q", "lr"} <= set(t.params) for t in study.trials)
+    assert sorted(round(t.params["q"], 9) for t in study.trials) == sorted(round(r["params"]["q"], 9) for r in summary["runs"])
+    assert not [k for k in keys if k.endswith("optuna.journal")]
 
     out = tmp_path / "cmp.json"
     c = run_cli(["--mode", "compare", "--grid", "g", "--analytic", "a", "--storage-path", uri, "--json-out", str(out)])

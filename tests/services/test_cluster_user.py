@@ -2,125 +2,28 @@
 per-trial metrics on the node's metrics port, an embedded Ray that works beside another Ray, and no
 collateral damage.
 
-The Ray tests start their own head (`ray start --head --block` with its own --temp-dir and ports,
-token auth off) and stop exactly it, by the pid of that `ray start` process. The last two tests drive
-the CLI and run once it uses these modules (services/storage.default_storage_path,
-services/metrics.export_epoch); until then they are skipped.
+The Ray tests start their own heads (tests/rayheads.py: `ray start --head --block` with its own
+--temp-dir and ports, token auth off) and stop exactly those, by the pid of that `ray start` process:
+the session's ``other_ray`` (conftest) and this module's head with a dashboard, which the two job tests
+share. The CLI's default output beside another Ray is asserted by the e2e tests that run the CLI
+(tests/services/test_ray_e2e.py: `--mode train` with DDP, `--mode all`).
 """
 import json
 import logging
 import logging.config
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, wait_port
+from conftest import REPO
+from rayheads import NO_AUTH, RAY_BIN, session_pids, start_head, stop_head, submit
 from services import cluster, metrics, quiet
-
-RAY_BIN = str(Path(sys.executable).parent / "ray")
-NO_AUTH = {"RAY_AUTH_MODE": "disabled"}   # this test's own cluster: no token to share between processes
-
-
-# ------------------------------------------------------------------------------- helpers
-def session_pids(sid: int) -> list[int]:
-    """Processes whose session id is ``sid`` (field 6 of /proc/PID/stat)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
-                pids.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            pass
-    return pids
-
-
-@dataclass
-class Head:
-    proc: subprocess.Popen
-    port: int
-    metrics_port: int
-    temp_dir: str
-    dashboard_port: int | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-def start_head(*, dashboard: bool = False, num_cpus: int = 1) -> Head:
-    """`ray start --head --block` in its own session, temp dir and ports. Every port with a fixed
-    default is given (dashboard agent 52365, Ray client 10001): another Ray on the host holds those,
-    and a head whose agent cannot bind takes no jobs ("No available agent"). Ray's socket paths must
-    fit in 107 bytes, so the temp dir is short and under /tmp rather than pytest's tmp_path."""
-    temp = tempfile.mkdtemp(prefix="rl13-", dir="/tmp")
-    port, mport, dport = free_port(), free_port(), free_port()
-    args = [RAY_BIN, "start", "--head", "--block", f"--temp-dir={temp}", f"--port={port}",
-            f"--metrics-export-port={mport}", f"--num-cpus={num_cpus}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
-    args += [f"--dashboard-port={dport}", "--dashboard-host=127.0.0.1"] if dashboard else ["--include-dashboard=false"]
-    env = {**os.environ, **NO_AUTH, "RAY_metrics_report_interval_ms": "500"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    head = Head(proc, port, mport, temp, dport if dashboard else None)
-    try:
-        wait_port(port, timeout=120)
-        wait_port(mport, timeout=120)   # served by the node's agent, which the raylet starts: the node is up
-        if dashboard:
-            wait_port(dport, timeout=120)
-            ready = submit(head, "true", wait=False, retry_s=240)   # the Jobs API takes jobs once the head's job agent is up
-            assert ready.returncode == 0, "the head's Jobs API never took a job: " + (ready.stdout + ready.stderr)[-2000:]
-    except BaseException:
-        stop_head(head)
-        raise
-    return head
-
-
-def submit(head: Head, *entrypoint: str, runtime_env: dict | None = None, wait: bool = True, retry_s: float = 0,
-           timeout: float = 300) -> subprocess.CompletedProcess:
-    """`ray job submit --working-dir REPO` to ``head``; retried while the head says it has no job agent yet."""
-    cmd = [RAY_BIN, "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard_port}", "--working-dir", str(REPO),
-           *(["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []), *([] if wait else ["--no-wait"]),
-           "--", *entrypoint]
-    deadline = time.time() + retry_s
-    while True:
-        proc = subprocess.run(cmd, env={**os.environ, **NO_AUTH}, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode == 0 or "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
-            return proc
-        time.sleep(1)
-
-
-def stop_head(head: Head, timeout: float = 60) -> list[int]:
-    """SIGTERM the `ray start --block` process (it stops its own Ray processes); returns what of its
-    session was still alive afterwards (then SIGKILLed, so nothing is left behind either way)."""
-    if head.proc.poll() is None:
-        head.proc.send_signal(signal.SIGTERM)
-        try:
-            head.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    deadline = time.time() + 15
-    while session_pids(head.proc.pid) and time.time() < deadline:
-        time.sleep(0.5)
-    left = session_pids(head.proc.pid)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    if head.proc.poll() is None:
-        head.proc.wait(timeout=10)
-    shutil.rmtree(head.temp_dir, ignore_errors=True)
-    return left
 
 
 def run_driver(code: str, *args, env=None, timeout=240) -> dict:
@@ -295,10 +198,9 @@ def test_metric_tags_and_nothing_outside_ray():
 
 # -------------------------------------------------------------------------- with a Ray runtime
 @pytest.fixture(scope="module")
-def other_head():
-    """A Ray head of this test module: the "other Ray on the host" for the embedded driver, and the
-    cluster whose metrics port is scraped."""
-    head = start_head()
+def dashboard_head():
+    """A head with a dashboard (and so the Jobs API) and 2 CPUs, shared by this module's job tests."""
+    head = start_head(dashboard=True, num_cpus=2)
     yield head
     stop_head(head)
 
@@ -339,7 +241,7 @@ print("RESULT " + json.dumps(out))
 
 
 @pytest.mark.ray
-def test_embedded_ray_beside_another_ray_finds_its_own(other_head):
+def test_embedded_ray_beside_another_ray_finds_its_own(other_ray):
     """With another Ray running on the host, Ray's state API without an address (what the
     placement-group cleaner uses) cannot tell the two apart; connect() points it at the embedded one,
     in the driver and in the workers, names the job, and puts RAY_ADDRESS back on shutdown."""
@@ -347,7 +249,7 @@ def test_embedded_ray_beside_another_ray_finds_its_own(other_head):
     assert out["without"] != "ALIVE"   # the condition of the issue: found the wrong Ray, or "multiple"
     assert out["worker"] == "ALIVE"
     assert out["before"] is None and out["after"] is None
-    assert other_head.address.split(":")[1] != out["own"].split(":")[1]
+    assert other_ray.address.split(":")[1] != out["own"].split(":")[1]
     assert out["own"] in out["describe"] and "embedded" in out["describe"] and "dashboard http://" in out["describe"]
     assert {"job_name": "e13-grid", "mode": "grid", "experiment": "e13-grid"}.items() <= out["jobs"][0].items()
     # quiet by default: Ray's start-up lines are not printed
@@ -383,7 +285,7 @@ print("RESULT " + json.dumps({"sent": sent, "describe": said, "scraped": body}))
 
 
 @pytest.mark.ray
-def test_trial_metrics_on_the_nodes_metrics_port(other_head):
+def test_trial_metrics_on_the_nodes_metrics_port(other_ray):
     """Two trials' epochs exported from Ray workers of a cluster; the head node's metrics port
     (scraped by the driver while the trials' workers live) shows each value with its trial's tags;
     None and NaN are not exported."""
@@ -391,9 +293,9 @@ def test_trial_metrics_on_the_nodes_metrics_port(other_head):
             [{"epoch": 1, "test_top1": 12.0, "val_top1": 10.5, "train_loss": float("nan")}, "ce_s1", "ce", 0.1]]
     finite = [{k: float(v) for k, v in row.items() if v is not None and v == v} for row, *_ in rows]
     want = {trial: len(f) for (_, trial, _, _), f in zip(rows, finite)}
-    out = run_driver(METRICS, other_head.address, str(other_head.metrics_port), json.dumps(rows), json.dumps(want),
+    out = run_driver(METRICS, other_ray.address, str(other_ray.metrics_port), json.dumps(rows), json.dumps(want),
                      env=NO_AUTH)
-    assert f":{other_head.port}" in out["describe"] and "embedded" not in out["describe"]   # names the cluster joined
+    assert f":{other_ray.port}" in out["describe"] and "embedded" not in out["describe"]   # names the cluster joined
     seen = [s for s in samples(out["scraped"]) if s[1].get("experiment") == "m13"]
     for (row, trial, loss, lr), expect, sent in zip(rows, finite, out["sent"]):
         got = {name: value for name, labels, value in seen
@@ -444,94 +346,61 @@ print("RESULT " + json.dumps(out))
 
 
 @pytest.mark.ray
-def test_submitted_job_knows_it_runs_in_rays_package(tmp_path):
+def test_submitted_job_knows_it_runs_in_rays_package(tmp_path, dashboard_head):
     """Inside `ray job submit --working-dir`, the driver's directory is Ray's temporary package: the
     storage rules see it, refuse a relative path there and take ROBUSTLOSS_STORAGE from the job's
     runtime env."""
-    head = start_head(dashboard=True)
     script = tmp_path / "in_job.py"
     script.write_text(IN_JOB)
     store = tmp_path / "durable"
-    try:
-        proc = submit(head, sys.executable, str(script), runtime_env={"env_vars": {"ROBUSTLOSS_STORAGE": str(store)}})
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-        out = json.loads(lines[-1][len("RESULT "):])
-        assert out["package"] == out["cwd"] and out["cwd"].startswith(head.temp_dir)   # Ray's copy, not REPO
-        assert out["default"] == str(store)
-        assert out["package"] in out["relative"] and "\n" not in out["relative"]
-    finally:
-        stop_head(head)
+    proc = submit(dashboard_head, sys.executable, str(script), runtime_env={"env_vars": {"ROBUSTLOSS_STORAGE": str(store)}})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["package"] == out["cwd"] and out["cwd"].startswith(dashboard_head.temp_dir)   # Ray's copy, not REPO
+    assert out["default"] == str(store)
+    assert out["package"] in out["relative"] and "\n" not in out["relative"]
 
 
-# ------------------------------------------------------------- the CLI (needs the lead's integration)
-def cli_uses(*needles: str) -> bool:
-    src = "".join((REPO / f).read_text() for f in ("sweeps/run.py", "services/app.py", "services/trainer.py",
-                                                  "services/sweeps.py", "services/request.py") if (REPO / f).exists())
-    return all(n in src for n in needles)
-
-
+# ------------------------------------------------------------------------------------- the CLI
 DATA = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_per_class=300,test_per_class=10",
         "--batch-size", "32"]
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_job_submit_without_storage_path_keeps_results_and_exports_metrics(tmp_path):
+def test_job_submit_without_storage_path_keeps_results_and_exports_metrics(tmp_path, dashboard_head):
     """`ray job submit --working-dir .` with ROBUSTLOSS_STORAGE in the job's runtime env and no
     --storage-path: results land there, nothing under Ray's temp dir; during the sweep the head's
     metrics port shows robustloss_test_top1 for the running trials, tagged with trial and loss."""
-    head = start_head(dashboard=True, num_cpus=2)
+    head = dashboard_head
     store = tmp_path / "store"
     grid = tmp_path / "grid.yaml"
     grid.write_text("lrs: [0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
-    try:
-        cmd = [RAY_BIN, "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard_port}", "--working-dir", str(REPO),
-               "--runtime-env-json", json.dumps({"env_vars": {"ROBUSTLOSS_STORAGE": str(store)}}), "--",
-               sys.executable, "sweeps/run.py", "--mode", "grid", "--name", "js13", "--losses", "gce", "--epochs", "4",
-               "--grid-file", str(grid), "--max-concurrent-trials", "2", *DATA]
-        log = tmp_path / "submit.log"   # a file, not a pipe: the job's log is long and nobody reads it meanwhile
-        seen: set = set()
-        with log.open("w") as sink:
-            proc = subprocess.Popen(cmd, env={**os.environ, **NO_AUTH}, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
-            deadline = time.time() + 500
-            while proc.poll() is None and time.time() < deadline:
-                seen |= {(l["trial"], l["loss"]) for n, l, _ in scrape(head.metrics_port)
-                         if n == metrics.exported_name("test_top1") and l.get("experiment") == "js13"}
-                time.sleep(0.3)
-            proc.wait(timeout=60)
-        output = log.read_text()
-        assert proc.returncode == 0 and "succeeded" in output, output[-4000:]   # exit 0 alone: also when stopped
-        summary = json.loads((store / "js13" / "summary.json").read_text())
-        assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
-        # nothing of the experiment's own lives under Ray's temp dir (Tune keeps a staging copy of its logger
-        # files in <session>/artifacts/.../driver_artifacts, synced to the storage; Ray deletes it with the session)
-        temp = Path(head.temp_dir)
-        for pattern in ("summary.json", "robustloss.json", "checkpoint_*", "state.pt", "spec.json"):
-            assert not [p for p in temp.rglob(pattern) if "js13" in str(p)], pattern
-        assert not [p for p in temp.rglob("js13") if "runtime_resources" in str(p) or "_ray_pkg_" in str(p)]
-        trial_dirs = [d.name for d in (store / "js13").iterdir() if (d / "params.json").exists()]
-        assert seen and {loss for _, loss in seen} == {"gce"}
-        assert all(any(trial in d for d in trial_dirs) for trial, _ in seen), (seen, trial_dirs)
-    finally:
-        stop_head(head)
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", [["--mode", "train", "--lr", "0.05"], ["--mode", "grid"]], ids=["train", "grid"])
-def test_cli_default_output_is_quiet_beside_another_ray(other_head, tmp_path, mode):
-    from conftest import run_cli
-
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("lrs: [0.05]\nlosses:\n  gce:\n    q: [0.5, 0.7]\n")
-    extra = ["--grid-file", str(grid)] if "grid" in mode else []
-    proc = run_cli([*mode, "--name", "q13", "--losses", "gce", "--epochs", "2", "--storage-path", str(tmp_path / "s"),
-                    *extra, *DATA])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert "Traceback" not in out and "Exception ignored" not in out, out[-4000:]
-    longest = max(out.splitlines(), key=len)
-    assert len(longest) <= 300, longest
-    if "grid" in mode:   # Tune's table names the experiment in the storage, not its staging copy in Ray's temp dir
-        assert f"Result logdir: {tmp_path / 's' / 'q13'}" in out and "driver_artifacts" not in out, out[-4000:]
+    cmd = [RAY_BIN, "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard_port}", "--working-dir", str(REPO),
+           "--runtime-env-json", json.dumps({"env_vars": {"ROBUSTLOSS_STORAGE": str(store)}}), "--",
+           sys.executable, "sweeps/run.py", "--mode", "grid", "--name", "js13", "--losses", "gce", "--epochs", "4",
+           "--grid-file", str(grid), "--max-concurrent-trials", "2", *DATA]
+    log = tmp_path / "submit.log"   # a file, not a pipe: the job's log is long and nobody reads it meanwhile
+    seen: set = set()
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, env={**os.environ, **NO_AUTH}, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.time() + 500
+        while proc.poll() is None and time.time() < deadline:
+            seen |= {(l["trial"], l["loss"]) for n, l, _ in scrape(head.metrics_port)
+                     if n == metrics.exported_name("test_top1") and l.get("experiment") == "js13"}
+            time.sleep(0.3)
+        proc.wait(timeout=60)
+    output = log.read_text()
+    assert proc.returncode == 0 and "succeeded" in output, output[-4000:]   # exit 0 alone: also when stopped
+    summary = json.loads((store / "js13" / "summary.json").read_text())
+    assert len(summary["runs"]) == 2 and all(r["status"] == "ok" for r in summary["runs"])
+    # nothing of the experiment's own lives under Ray's temp dir (Tune keeps a staging copy of its logger
+    # files in <session>/artifacts/.../driver_artifacts, synced to the storage; Ray deletes it with the session)
+    temp = Path(head.temp_dir)
+    for pattern in ("summary.json", "robustloss.json", "checkpoint_*", "state.pt", "spec.json"):
+        assert not [p for p in temp.rglob(pattern) if "js13" in str(p)], pattern
+    assert not [p for p in temp.rglob("js13") if "runtime_resources" in str(p) or "_ray_pkg_" in str(p)]
+    trial_dirs = [d.name for d in (store / "js13").iterdir() if (d / "params.json").exists()]
+    assert seen and {loss for _, loss in seen} == {"gce"}
+    assert all(any(trial in d for d in trial_dirs) for trial, _ in seen), (seen, trial_dirs)

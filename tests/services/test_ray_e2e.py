@@ -5,7 +5,6 @@ trials few and data tiny; they are the slowest part of the suite (a few minutes 
 """
 import json
 import os
-import signal
 import shutil
 import subprocess
 import sys
@@ -15,25 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, REPO, free_port, run_cli, wait_port
+from conftest import CLI, REPO, assert_quiet_output, free_port, run_cli, wait_port
+from rayheads import kill_session
 
 pytestmark = pytest.mark.ray
 
 TINY = ["--dataset", "synthetic", "--classes", "10", "--dataset-args", "train_per_class=20,test_per_class=10",
         "--batch-size", "32", "--quiet"]
+DEFAULT_OUTPUT = [a for a in TINY if a != "--quiet"]   # the CLI's default terminal output: Tune's table on
 RUN_KEYS = {"loss", "params", "logit_bias", "lr", "seed", "test_top1", "test_top5", "compute_seconds"}
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of the driver's session: the driver, its embedded Ray (GCS, raylet,
-    dashboard) and the trial workers. Other Ray clusters on the machine are left alone."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: session id
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
 
 
 def write_grid(path: Path, body: str) -> str:
@@ -64,18 +53,23 @@ COMPARE_KEYS = {"selection", "lr_protocol", "top1_mean", "top1_sem", "gap", "gap
 VAL_KEYS = {"val_top1", "val_top1_clean", "best_epoch", "test_top1_at_best", "memorized"}
 
 
-def test_all_modes_end_to_end(tmp_path):
+def test_all_modes_end_to_end(tmp_path, other_ray):
     """grid + analytic + compare (`--mode all`) on noisy data, then `--mode compare` again by name with
     the oracle selection. The grid is a first-class Tune experiment: flat hyperparameters in Tune's own
-    analysis, readable trial folders, TensorBoard scalars, summary.csv."""
+    analysis, readable trial folders, TensorBoard scalars, summary.csv. The embedded Ray runs beside
+    another Ray on the host, and the default output (Tune's table on) is quiet."""
     grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.1]\nlosses:\n  mae:\n    logit_bias: [0.0, 1.0]\n  gce:\n    q: [0.5, 0.7]\n")
     out = tmp_path / "all.json"
     proc = run_cli(["--mode", "all", "--name", "e2e", "--losses", "mae,gce", "--epochs", "2", "--seeds", "2",
                     "--noise", "symmetric", "--noise-rate", "0.4", "--grid-file", grid,
-                    "--storage-path", str(tmp_path / "store"), "--json-out", str(out), *TINY])
+                    "--storage-path", str(tmp_path / "store"), "--json-out", str(out), *DEFAULT_OUTPUT])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     store = tmp_path / "store"
     exp = store / "e2e-grid"
+    assert_quiet_output(proc.stdout + proc.stderr)
+    # Tune's table names each experiment in the storage, not its staging copy in Ray's temp dir
+    assert f"Result logdir: {exp}" in proc.stdout and f"Result logdir: {store / 'e2e-analytic'}" in proc.stdout
+    assert "driver_artifacts" not in proc.stdout + proc.stderr
     grid_summary = json.loads((exp / "summary.json").read_text())
     assert len(grid_summary["runs"]) == 2 * 2 * 2  # 2 losses x 2 params x 2 seeds
     assert all(r["status"] == "ok" and r["epochs"] == 2 and VAL_KEYS <= set(r) for r in grid_summary["runs"])
@@ -104,6 +98,17 @@ def test_all_modes_end_to_end(tmp_path):
     events = EventAccumulator(str(next((exp / names[0]).glob("events.out.tfevents.*"))))
     events.Reload()
     assert [e.step for e in events.Scalars("ray/tune/test_top1")] == [1, 2]
+    # ...and its HParams hold what varies (plus loss and lr), not the ~30 fixed settings
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for d in trial_dirs(exp):
+        events = EventAccumulator(str(next(d.glob("events.out.tfevents.*"))))
+        events.Reload()
+        start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        logged = set(plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams)
+        assert logged == {"loss", "lr", "seed", "logit_bias"} | ({"q"} if d.name.startswith("gce") else set()), d.name
+    # Tune's table names each trial as its folder is named
+    assert sum(ln.startswith("| gce_q0.7_eps0_lr0.1_s") for ln in proc.stdout.splitlines()) >= 2, proc.stdout[-3000:]
     csv_rows = (exp / "summary.csv").read_text().splitlines()
     assert len(csv_rows) == 9 and {"loss", "lr", "q", "val_top1", "test_top1"} <= set(csv_rows[0].split(","))
 
@@ -141,13 +146,15 @@ def test_all_modes_end_to_end(tmp_path):
         assert r["top1_mean"] == pytest.approx(max(sum(v) / len(v) for v in means.values()))
 
 
-def test_train_two_workers_ddp(tmp_path):
-    """`--mode train --num-workers 2`: one Ray Train run, DDP over two gloo workers."""
+def test_train_two_workers_ddp(tmp_path, other_ray):
+    """`--mode train --num-workers 2`: one Ray Train run, DDP over two gloo workers, on the embedded Ray
+    beside another Ray on the host; the default output is quiet (no Train report lines, no tracebacks)."""
     out = tmp_path / "train.json"
     proc = run_cli(["--mode", "train", "--losses", "mae", "--logit-bias", "auto", "--lr", "0.05", "--epochs", "2",
                     "--num-workers", "2", "--name", "ddp", "--storage-path", str(tmp_path / "store"),
-                    "--json-out", str(out), *TINY])
+                    "--json-out", str(out), *DEFAULT_OUTPUT])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_quiet_output(proc.stdout + proc.stderr)
     run = json.loads(out.read_text())["runs"][0]
     assert run["status"] == "ok" and run["epochs"] == 2 and run["num_workers"] == 2
     assert run["logit_bias"] == pytest.approx(1.27, abs=0.03)  # Eq. 4 at K = 10, c = 0.25
@@ -277,10 +284,12 @@ def test_sweep_against_started_cluster(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_optuna_asha_search_persists_and_resumes(tmp_path):
+def test_optuna_asha_search_persists_and_resumes(tmp_path, other_ray):
     """`--search optuna`: TPE samples the grid's ranges on noisy-validation top-1, ASHA stops weak trials
     (told to Optuna as PRUNED, not COMPLETE); the study lives in <storage>/<name>/optuna.journal, and
-    `--resume` with a larger budget continues the same study."""
+    `--resume` with a larger budget continues the same study. Its first run is a small `--mode grid`
+    with the default output, beside another Ray on the host: quiet, and Tune's table shows the searched
+    hyperparameters."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -288,9 +297,15 @@ def test_optuna_asha_search_persists_and_resumes(tmp_path):
     grid = write_grid(tmp_path / "grid.yaml", "lrs: [0.01, 0.1]\nlosses:\n  gce:\n    q: [0.3, 0.9]\n")
     out = tmp_path / "o.json"
     args = ["--mode", "grid", "--search", "optuna", "--name", "opt", "--losses", "gce", "--epochs", "4",
-            "--grid-file", grid, "--storage-path", str(tmp_path / "store"), "--json-out", str(out), *TINY]
-    proc = run_cli(args + ["--num-samples", "3"])
+            "--grid-file", grid, "--storage-path", str(tmp_path / "store"), "--json-out", str(out)]
+    proc = run_cli(args + ["--num-samples", "3", *DEFAULT_OUTPUT])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_quiet_output(proc.stdout + proc.stderr)
+    header = proc.stdout[proc.stdout.rindex("Trial name"):].splitlines()[0]
+    assert {"q", "lr"} <= set(header.replace("|", " ").split()), header
+    best_line = [ln for ln in proc.stdout.splitlines() if ln.startswith("Current best trial:")][-1]
+    assert " q=" in best_line and " lr=" in best_line, best_line   # Tune's own line raised KeyError here
+    assert "optuna search" in proc.stdout   # the summary names the mode's search
     runs = json.loads(out.read_text())["runs"]
     assert len(runs) == 3 and all(r["loss"] == "gce" for r in runs)
     assert all(0.3 <= r["params"]["q"] <= 0.9 and 0.01 <= r["lr"] <= 0.1 for r in runs)
@@ -306,7 +321,7 @@ def test_optuna_asha_search_persists_and_resumes(tmp_path):
     assert complete and all(t.value == next(r["val_top1"] for r in runs if abs(r["params"]["q"] - t.params["q"]) < 1e-9)
                             for t in complete)
 
-    more = run_cli(args + ["--num-samples", "5", "--resume"])
+    more = run_cli(args + ["--num-samples", "5", "--resume", *TINY])
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
     assert len(optuna.load_study(study_name="opt", storage=journal).trials) == 5
     runs = json.loads(out.read_text())["runs"]
