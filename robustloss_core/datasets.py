@@ -545,10 +545,8 @@ def _webvision(root: Path, classes: int, image_size: int, name: str) -> DataBund
     lists = {"train": info_dir / "train_filelist_google.txt", "val": info_dir / "val_filelist.txt"}
     for p in lists.values():
         if not p.is_file():
-            raise DataRootError(f"WebVision file list {p} not found: expected the WebVision 1.0 layout "
-                                f"(info/train_filelist_google.txt, info/val_filelist.txt, google/, val_images_256/) "
-                                f"under {root}; pass --data-root to point at it (no --download: get it from "
-                                f"{WEBVISION_URL})")
+            raise DataRootError(f"WebVision file list {p} not found (WebVision 1.0 layout under {root}: info/, "
+                                f"google/, val_images_256/); pass --data-root (no --download: {WEBVISION_URL})")
     train = [(str(root / p), y) for p, y in _read_filelist(lists["train"]) if y < classes]
     # val entries are bare file names under val_images_256/, or paths relative to root
     val = [(str(root / p) if "/" in p else str(root / "val_images_256" / p), y)

@@ -45,10 +45,14 @@ def check_address(address: str | None, *, timeout: float = 3.0) -> None:
     if address == "auto":
         if os.environ.get("RAY_ADDRESS"):
             return check_address(os.environ["RAY_ADDRESS"], timeout=timeout)
-        if os.path.exists("/tmp/ray/ray_current_cluster"):
-            with open("/tmp/ray/ray_current_cluster") as f:
+        from ray._common.utils import get_ray_address_file
+
+        found = get_ray_address_file(None)   # what Ray's own `auto` reads: $RAY_TMPDIR (or $TMPDIR)/ray, else /tmp/ray
+        if os.path.exists(found):
+            with open(found) as f:
                 return check_address(f.read().strip() or None, timeout=timeout)
-        raise ClusterError("--address auto: no running Ray cluster found on this machine; start one with `ray start --head` or give host:port")
+        raise ClusterError(f"--address auto: no running Ray cluster found on this machine (no {found}); start one with "
+                           "`ray start --head` (a head with its own temp dir: set RAY_TMPDIR for both) or give host:port")
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():

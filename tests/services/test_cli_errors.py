@@ -127,3 +127,24 @@ def test_paper_config_row_runs_its_companion_invocation():
     assert (main.mode, main.bias_schedule) == ("analytic", "auto")
     with pytest.raises(CLIError, match="unknown row 'bogus'; valid: NF-MAE"):
         parse_args(t3 + ["--row", "bogus"])
+
+
+def test_address_auto_reads_the_address_file_ray_reads(tmp_path, monkeypatch):
+    """`--address auto` finds a head by the file Ray's own `auto` reads: with RAY_TMPDIR=D (a head started
+    in that environment, e.g. the README's dashboard recipe) that is D/ray/ray_current_cluster."""
+    import socket
+
+    from services.cluster import ClusterError, check_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    with pytest.raises(ClusterError, match=str(tmp_path / "ray" / "ray_current_cluster")):
+        check_address("auto")
+    (tmp_path / "ray").mkdir()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{listener.getsockname()[1]}\n")
+        check_address("auto")   # reachable: no error
+    with pytest.raises(ClusterError, match="unreachable"):   # the head named there is gone
+        check_address("auto", timeout=0.5)
