@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,11 +67,23 @@ def main(argv=None) -> int:
     try:
         config = Path(head.temp_dir) / "session_latest" / "metrics" / "prometheus" / "prometheus.yml"
         report["prometheus_config"] = config.read_text()
+        report["scrape_interval"] = next((ln.split(":", 1)[1].strip() for ln in report["prometheus_config"].splitlines()
+                                          if "scrape_interval" in ln), "Prometheus' default (1m)")
+        # Ray's config as written, with a 2 s scrape interval instead of its 10 s: this sweep's epochs last ~2 s
+        ours = work / "prometheus.yml"
+        ours.write_text(re.sub(r"scrape_interval:\s*\S+", "scrape_interval: 2s", report["prometheus_config"]))
         pport = free_port()
-        prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{pport}",
+        prom = subprocess.Popen(["prometheus", f"--config.file={ours}", f"--web.listen-address=127.0.0.1:{pport}",
                                  f"--storage.tsdb.path={work / 'tsdb'}"], stdout=subprocess.DEVNULL,
                                 stderr=open(work / "prometheus.log", "w"), start_new_session=True)
         wait_port(pport, timeout=60)
+        deadline = time.time() + 120
+        while time.time() < deadline:   # until Prometheus scrapes the head (found through Ray's discovery file)
+            targets = get_json(f"http://127.0.0.1:{pport}/api/v1/targets")["data"]["activeTargets"]
+            if any(t["health"] == "up" for t in targets):
+                break
+            time.sleep(1)
+        report["targets"] = sorted(t["scrapeUrl"] for t in targets if t["health"] == "up")
         grid = work / "grid.yaml"
         grid.write_text("lrs: [0.05]\nlosses:\n  gce:\n    q: [0.3, 0.5, 0.7]\n")
         dash = f"http://127.0.0.1:{head.dashboard_port}"
@@ -80,13 +93,13 @@ def main(argv=None) -> int:
                "--runtime-env-json", json.dumps({"env_vars": {"ROBUSTLOSS_STORAGE": str(work / "store")}}), "--",
                sys.executable, "sweeps/run.py", "--mode", "grid", "--name", EXPERIMENT, "--losses", "gce",
                "--epochs", "8", "--grid-file", str(grid), "--max-concurrent-trials", "2", "--dataset", "synthetic",
-               "--classes", "10", "--dataset-args", "train_per_class=600,test_per_class=20", "--batch-size", "32"]
+               "--classes", "10", "--dataset-args", "train_per_class=2500,test_per_class=20", "--batch-size", "32"]
         env = {**os.environ, **NO_AUTH}
         subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True, timeout=300)
         t0 = time.time()
         while time.time() - t0 < 300:   # until two trials run (their actors are alive)
-            actors = get_json(f"{dash}/api/v0/actors?limit=100&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE")
-            names = [a.get("repr_name") or a.get("class_name") for a in actors["data"]["result"]["result"]]
+            actors = get_json(f"{dash}/api/v0/actors?limit=100&detail=1")["data"]["result"]["result"]
+            names = [a.get("repr_name") or a.get("class_name") for a in actors if a.get("state") == "ALIVE"]
             if sum(str(n).startswith("gce_") for n in names) >= 2:
                 break
             time.sleep(1)
@@ -115,7 +128,7 @@ def main(argv=None) -> int:
         report["epochs_seen_per_trial"] = {r["metric"]["trial"]: sorted({int(float(v)) for _, v in r["values"]})
                                            for r in rng["data"]["result"]}
         summary = json.loads((work / "store" / EXPERIMENT / "summary.json").read_text())
-        report["summary_test_top1"] = {r["key"]: r["test_top1"] for r in summary["runs"]}
+        report["summary_test_top1"] = {f"q={r['params']['q']:g}": r["test_top1"] for r in summary["runs"]}
         report["summary_trials"] = sorted(round(r["params"]["q"], 3) for r in summary["runs"])
     finally:
         if prom is not None:
@@ -127,12 +140,14 @@ def main(argv=None) -> int:
              f"{subprocess.run([RAY_BIN, '--version'], capture_output=True, text=True).stdout.strip()}, "
              f"{subprocess.run(['prometheus', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}.", "",
              f"- job `{submission}`: {report['job_status']} after {report['job_seconds']} s",
+             f"- Prometheus: Ray's generated config (`session_latest/metrics/prometheus/prometheus.yml`, file-based discovery), "
+             f"its scrape interval ({report['scrape_interval'].split()[0]}) set to 2s; targets up: {report['targets']}",
              f"- trial actors alive mid-sweep (dashboard Actors view, repr): {report['alive_actor_reprs']}",
-             f"- Prometheus (Ray's generated scrape config, file-based discovery) answered `{report['prometheus_query']}`:", ""]
+             f"- Prometheus answered `{report['prometheus_query']}`:", ""]
     lines += ["| trial | loss | lr | test_top1 |", "|---|---|---|---|"]
     lines += [f"| {r['trial']} | {r['loss']} | {r['lr']} | {r['test_top1']:.2f} |" for r in report["prometheus_series"]]
     lines += ["", f"- `ray_robustloss_epoch` values Prometheus saw per trial: {report['epochs_seen_per_trial']}",
-              f"- the sweep's summary.json test_top1 per trial key: {report['summary_test_top1']}",
+              f"- the sweep's own summary.json, final test_top1 per trial: {report['summary_test_top1']}",
               f"- screenshots: {', '.join(sorted(p.name for p in images.glob('dashboard-*.png')))}", ""]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

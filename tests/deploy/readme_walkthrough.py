@@ -12,6 +12,8 @@ What differs from a user at a terminal, and nothing else:
 - ``.venv/bin/python -m pytest`` (the whole suite) is skipped: CI runs it;
 - commands with a placeholder (``<storage>``, ``<name>``) get the walkthrough's storage and the
   experiment the README made just before them (``g1``).
+It runs the README's code blocks; commands quoted in its prose are the servers one opens by hand
+(``tensorboard --logdir``, ``mlflow ui``, ``optuna-dashboard``) and are not run.
 """
 from __future__ import annotations
 
