@@ -206,6 +206,11 @@ THROUGHPUT = {
 # Fixed costs of a sweep on that machine (same source): the embedded Ray's start and stop, and a worker's
 # first trial (process start, imports, torch's lazy start-up) before its first epoch.
 SWEEP_FIXED_SECONDS = {"ray": 12.0, "first_trial": 4.0}
+# A multi-worker trial is a Ray Train run: its controller, worker group and process group cost this much
+# start-up and teardown per trial (benchmarks/README.md §3: 18.3-19.2 s on that machine, idle; 22-32 s
+# per trial in a 5-trial 2-worker grid on it, 2026-12-02). No DDP speed-up is assumed on top: 2 workers
+# on its 2 cores trained slower than 1 (same section).
+TRAIN_RUN_SECONDS = 19.0
 
 # Training / test examples of the file datasets (the synthetic ones: classes x per-class counts).
 DATASET_EXAMPLES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "fashionmnist": (60_000, 10_000),

@@ -134,7 +134,7 @@ def print_estimate(req: SweepRequest, fixed: Fixed, trials: int) -> None:
     concurrency = 1 if (req.use_gpu and capacity["GPU"] == 0) else fixed.resources.concurrency(capacity)
     est = estimate.sweep_seconds(trials=trials, concurrency=concurrency, epochs=int(t["epochs"]), model=t["model"],
                                  examples=estimate.train_examples(req.dataset, req.dataset_kwargs, req.val_fraction),
-                                 device=device)
+                                 device=device, num_workers=fixed.resources.num_workers)
     if est is None:
         print(f"estimate: none (no measured throughput for {t['model']} on {device} with {req.dataset})", flush=True)
     else:

@@ -25,6 +25,7 @@ import socket
 from services import timeline
 
 VERBOSE_ENV = "ROBUSTLOSS_VERBOSE"   # "1": the worker setup hook leaves Ray's logging as it is
+TRAIN_STATE_ENV = "RAY_TRAIN_ENABLE_STATE_TRACKING"  # "1": Ray Train runs appear in the dashboard's Train view
 _saved_env: dict[str, str | None] = {}  # what connect() changed in os.environ, to put back
 _embedded = {"now": False}               # whether connect() started an embedded Ray (for describe())
 
@@ -78,7 +79,8 @@ def worker_env(verbose: bool) -> dict[str, str]:
     trial actor runs each trial in a new thread, and glibc gives new threads new malloc arenas whose freed
     memory it keeps, so a worker's resident memory grew ~27 MB per trial (measured: 861 → 1265 MB over 16
     trials of one actor; with 2 arenas it stays within ~60 MB of its first trial)."""
-    return {VERBOSE_ENV: "1" if verbose else "0", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+    return {VERBOSE_ENV: "1" if verbose else "0", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
+            TRAIN_STATE_ENV: os.environ.get(TRAIN_STATE_ENV, "1")}
 
 
 def worker_setup() -> None:
@@ -86,16 +88,18 @@ def worker_setup() -> None:
 
     Points ``RAY_ADDRESS`` at the worker's own cluster (see the module docstring: the placement-group
     cleaner's state-API calls); unless the driver ran with ``verbose``, quiets Ray's logging and drops
-    the unraisable-``SystemExit`` report of a worker Ray stops (services/quiet.py)."""
+    the unraisable-``SystemExit`` report of a worker Ray stops and Ray's own deprecation warnings
+    (services/quiet.py)."""
     import ray
 
-    from services.quiet import drop_termination_noise, quiet_ray
+    from services.quiet import drop_ray_warnings, drop_termination_noise, quiet_ray
 
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     verbose = os.environ.get(VERBOSE_ENV) == "1"
     quiet_ray(verbose)
     if not verbose:
         drop_termination_noise()
+        drop_ray_warnings()
 
 
 def _set_env(key: str, value: str) -> None:
@@ -159,6 +163,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
                 "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) or use --address auto"
             raise ClusterError(f"--address {address!r}: {str(exc).splitlines()[0]}{hint}") from None
     _set_env("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    _set_env(TRAIN_STATE_ENV, os.environ.get(TRAIN_STATE_ENV, "1"))  # --mode train's TorchTrainer runs in this process
     timeline.mark("ray_up")
     if not verbose:
         quiet.filter_worker_stream()

@@ -1,8 +1,8 @@
 """How long a sweep will take, said before it starts (``presets.THROUGHPUT``: measured, machine-bound).
 
-estimate = Ray's start and stop + rounds × (epochs × examples ÷ throughput) + a worker's first-trial
-set-up, with rounds = ⌈trials ÷ trials at once⌉ (all trials alike; Optuna's ASHA stops some early, so
-its estimate is an upper bound). None where no throughput is measured for the model and device.
+estimate = Ray's start and stop + rounds × (epochs × examples ÷ throughput [+ a Ray Train run's start-up
+and teardown, for multi-worker trials]) + a worker's first-trial set-up, with rounds = ⌈trials ÷ trials
+at once⌉ (all trials alike; Optuna's ASHA stops some early, so its estimate is an upper bound). None where no throughput is measured for the model and device.
 """
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def train_examples(dataset: str, dataset_kwargs: dict, val_fraction: float) -> i
 
 
 def sweep_seconds(*, trials: int, concurrency: int, epochs: int, examples: int | None, model: str,
-                  device: str) -> tuple[float, str] | None:
-    """(seconds, how it was computed) for ``trials`` alike trials, ``concurrency`` at a time."""
+                  device: str, num_workers: int = 1) -> tuple[float, str] | None:
+    """(seconds, how it was computed) for ``trials`` alike trials, ``concurrency`` at a time; a trial of
+    ``num_workers`` > 1 is a Ray Train run and adds ``presets.TRAIN_RUN_SECONDS``."""
     rate = presets.THROUGHPUT.get((model, device))
     if rate is None or examples is None or trials < 1:
         return None
     per_trial = epochs * examples / rate["examples_per_second"]
+    if num_workers > 1:
+        per_trial += presets.TRAIN_RUN_SECONDS
     rounds = math.ceil(trials / max(1, concurrency))
     fixed = presets.SWEEP_FIXED_SECONDS
     seconds = fixed["ray"] + fixed["first_trial"] + rounds * per_trial

@@ -14,6 +14,8 @@ Three mechanisms, because Ray's noise comes from three places:
   :data:`STREAM_DROPS` in the driver's printer.
 * Python's unraisable-exception report of the ``SystemExit`` Ray raises in a worker it stops
   (:func:`is_termination_noise`): :func:`drop_termination_noise` (workers) and :func:`quiet_exit`.
+  Likewise Python warnings Ray's own code raises in its workers (:data:`WARNING_DROPS`,
+  :func:`drop_ray_warnings`).
 
 ``verbose=True`` leaves everything as Ray has it.
 """
@@ -62,6 +64,23 @@ STREAM_DROPS = (
          "group, that a restart could fail if those arguments were lost. The watcher only watches for node "
          "drains: a failed restart of it changes nothing in training"),
 )
+
+WARNING_DROPS = (
+    Drop("warnings.warn in a Ray worker",
+         "`ExecutionOptions.exclude_resources` is deprecated",
+         "with RAY_TRAIN_ENABLE_STATE_TRACKING=1 (services/cluster.py turns it on for the dashboard's Train "
+         "runs), Ray Train's own state callback builds Ray Data ExecutionOptions through the deprecated "
+         "setter in every Train controller; nothing of ours calls it (Ray 2.60, execution_options.py)"),
+)
+
+
+def drop_ray_warnings() -> None:
+    """Ignore the Python warnings of :data:`WARNING_DROPS` in this process (a worker's setup hook)."""
+    import re
+    import warnings
+
+    for drop in WARNING_DROPS:
+        warnings.filterwarnings("ignore", message=re.escape(drop.starts))
 
 
 def emitter(drop: Drop) -> logging.Logger:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,12 @@ class SweepRequest:
         # resources
         if r.use_gpu and r.gpus_per_trial < r.num_workers and r.gpus_per_trial > 1:
             raise RequestError(f"--gpus-per-trial {r.gpus_per_trial} must be < 1 (shared) or a multiple of --num-workers")
+        cpus = os.cpu_count() or 1
+        if r.address is None and not os.environ.get("RAY_ADDRESS") and r.num_workers * r.cpus_per_trial > cpus:
+            # the embedded Ray gets this machine's CPUs: Ray Train would wait for the workers, time out, retry
+            raise RequestError(f"--num-workers {r.num_workers} x --cpus-per-trial {r.cpus_per_trial:g} = "
+                               f"{r.num_workers * r.cpus_per_trial:g} CPUs per trial, but the embedded Ray has this "
+                               f"machine's {cpus}: use fewer, or --address of a cluster with more")
         for cb in r.callbacks:
             _choice("--callbacks", cb, sorted(CALLBACKS))
             try:

@@ -7,12 +7,12 @@ epoch (``state.pt``, with the trial's elapsed time) or a non-finite-loss marker,
 ``TrialSpec``, with its stable ``key``). So ``--resume`` never reads Tune's state; it
 
 1. re-derives the experiment's trial list from the request (the same specs, the same keys);
-2. scans every checkpoint of the experiment (Tune trial folders, and ``train/<key>/`` for multi-worker
+2. scans every checkpoint of the experiment (Tune trial folders, and ``train/<run name>/`` for multi-worker
    Ray Train runs) for the furthest one that reads completely, per key (:func:`scan`);
 3. keeps a trial whose checkpoint is at its last epoch (or marks a non-finite loss) as finished, its
    summary row rebuilt from that checkpoint — the values its run reported (:func:`plan`);
 4. runs the others as a new Tune run in the same folder, each continuing from its newest checkpoint
-   (``TrialSpec.resume_from``; multi-worker runs find theirs in ``train/<key>/`` themselves), so no
+   (``TrialSpec.resume_from``; multi-worker runs find theirs in ``train/<run name>/`` themselves), so no
    finished epoch is repeated and no finished trial runs twice.
 
 Nothing is deleted or rewritten; a resumed run adds trial folders beside the old ones.

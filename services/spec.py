@@ -60,9 +60,12 @@ class Resources:
 
     def trial_resources(self) -> dict:
         """Resources Tune reserves per trial. Multi-worker trials are drivers: the Ray Train
-        workers reserve their own CPUs/GPUs, so the driver asks for a sliver of a CPU."""
+        workers reserve their own CPUs/GPUs, so the driver holds no CPU. Tune refuses a request of
+        nothing at all, so it holds one byte of Ray's ``memory`` resource instead: even a sliver of a
+        CPU (0.01) left a 2-CPU cluster 1.99 CPUs for a trial's 2 one-CPU workers, and Ray Train's
+        worker group then timed out waiting for them, every retry."""
         if self.num_workers > 1:
-            return {"cpu": 0.01}
+            return {"cpu": 0, "memory": 1}
         res = {"cpu": self.cpus_per_worker}
         if self.use_gpu:
             res["gpu"] = self.gpus_per_worker
@@ -155,6 +158,11 @@ class TrialSpec:
         """Stable identity: a hash of the training configuration (hyperparameters + fixed TrainConfig)."""
         text = json.dumps({"hp": self.hparams, "train": self.fixed.train}, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    @property
+    def run_name(self) -> str:
+        """A multi-worker trial's Ray Train run name and folder (``train/<run_name>``): ``dirname()_key``."""
+        return f"{self.dirname()}_{self.key}"
 
     def dirname(self, varied: list[str] | None = None) -> str:
         """Readable folder stem: loss, the loss's own parameters (or just the ``varied`` ones), ε, lr, seed."""

@@ -268,7 +268,8 @@ def run_trial(config: dict, fixed: Fixed, storage=None) -> None:
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    # the run folder is named by the spec key: a resumed sweep's new trial finds the old run's checkpoints
-    trainer = build_torch_trainer(spec, storage=storage, folder=f"{fixed.experiment}/train", name=spec.key,
+    # the run (its folder, and its Name in the dashboard's Train runs) is named by the hyperparameters and
+    # the spec key, both fixed by the spec: a resumed sweep's new trial finds the old run's checkpoints
+    trainer = build_torch_trainer(spec, storage=storage, folder=f"{fixed.experiment}/train", name=spec.run_name,
                                   callbacks=[TuneReportCallback()], started=time.time(), trial_name=trial_name)
     trainer.fit()

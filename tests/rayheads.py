@@ -83,14 +83,17 @@ def start_head(*, dashboard: bool = False, num_cpus: int = 1) -> Head:
 
 def submit(head: Head, *entrypoint: str, runtime_env: dict | None = None, wait: bool = True, retry_s: float = 0,
            timeout: float = 300) -> subprocess.CompletedProcess:
-    """`ray job submit --working-dir REPO` to ``head``; retried while the head says it has no job agent yet."""
+    """`ray job submit --working-dir REPO` to ``head``; retried for ``retry_s`` while the head's dashboard
+    does not answer yet or says it has no job agent yet."""
     cmd = [RAY_BIN, "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard_port}", "--working-dir", str(REPO),
            *(["--runtime-env-json", json.dumps(runtime_env)] if runtime_env else []), *([] if wait else ["--no-wait"]),
            "--", *entrypoint]
     deadline = time.time() + retry_s
     while True:
         proc = subprocess.run(cmd, env={**os.environ, **NO_AUTH}, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode == 0 or "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
+        out = proc.stderr + proc.stdout
+        starting = "No available agent" in out or "Failed to connect to Ray at address" in out   # head still coming up
+        if proc.returncode == 0 or not starting or time.time() > deadline:
             return proc
         time.sleep(1)
 

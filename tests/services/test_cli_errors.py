@@ -148,3 +148,19 @@ def test_address_auto_reads_the_address_file_ray_reads(tmp_path, monkeypatch):
         check_address("auto")   # reachable: no error
     with pytest.raises(ClusterError, match="unreachable"):   # the head named there is gone
         check_address("auto", timeout=0.5)
+
+
+def test_trial_larger_than_the_embedded_ray_is_refused(monkeypatch):
+    """A trial of more workers x CPUs than this machine has would wait forever on the embedded Ray (Ray
+    Train times its worker group out and retries); on a cluster (--address) the cluster may have them."""
+    import os
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = os.cpu_count()
+    with pytest.raises(CLIError) as err:
+        parse_args(["--mode", "grid", "--num-workers", str(cpus + 1)])
+    assert f"{cpus + 1} CPUs per trial" in str(err.value) and f"machine's {cpus}" in str(err.value)
+    with pytest.raises(CLIError, match=f"{2 * cpus:g} CPUs per trial"):
+        parse_args(["--mode", "train", "--losses", "mae", "--num-workers", "2", "--cpus-per-trial", str(cpus)])
+    assert parse_args(["--mode", "grid", "--num-workers", str(cpus)]).num_workers == cpus
+    assert parse_args(["--mode", "grid", "--num-workers", str(cpus + 1), "--address", "127.0.0.1:1"]).num_workers == cpus + 1

@@ -90,6 +90,25 @@ def test_each_dropped_line_is_really_emitted_by_that_ray_code():
         assert drop.starts.encode() in raylet
 
 
+def test_ray_deprecation_warning_dropped_others_kept():
+    """The warning Ray Train's state callback raises through Ray Data (:data:`quiet.WARNING_DROPS`) is
+    really raised by Ray's own ExecutionOptions, and is gone after ``drop_ray_warnings``; another
+    DeprecationWarning still shows."""
+    import warnings
+
+    from ray.data import ExecutionOptions, ExecutionResources
+
+    with warnings.catch_warnings(record=True) as caught:   # restores the process's filters afterwards
+        warnings.simplefilter("always")
+        ExecutionOptions(exclude_resources=ExecutionResources.zero())
+        assert any(str(w.message).startswith(quiet.WARNING_DROPS[0].starts) for w in caught)
+        caught.clear()
+        quiet.drop_ray_warnings()
+        ExecutionOptions(exclude_resources=ExecutionResources.zero())
+        warnings.warn("`Other.thing` is deprecated", DeprecationWarning)
+        assert [str(w.message) for w in caught] == ["`Other.thing` is deprecated"]
+
+
 def test_quiet_ray_drops_known_lines_and_survives_ray_trains_dictconfig(restore_logging):
     """The filter sits on the emitting logger, so Ray Train's own dictConfig of ``ray.train`` (as it
     runs in every Train worker) leaves it in place; other lines of the same logger still pass."""
@@ -404,3 +423,36 @@ def test_job_submit_without_storage_path_keeps_results_and_exports_metrics(tmp_p
     trial_dirs = [d.name for d in (store / "js13").iterdir() if (d / "params.json").exists()]
     assert seen and {loss for _, loss in seen} == {"gce"}
     assert all(any(trial in d for d in trial_dirs) for trial, _ in seen), (seen, trial_dirs)
+
+
+@pytest.mark.ray
+def test_multi_worker_trials_are_named_train_runs_on_a_head_with_just_their_cpus(tmp_path, dashboard_head):
+    """A `--mode grid --num-workers 2` sweep from a terminal to a 2-CPU head: each trial (a Tune function
+    driving a Ray Train run of two 1-CPU workers) gets both CPUs, its driver none (with a sliver of a CPU
+    the workers never started: 1.99 CPUs left), and appears in the dashboard's Train runs API under its
+    hyperparameters' name, with its two workers and the sweep's job; the default output stays quiet."""
+    head = dashboard_head
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("lrs: [0.05]\nlosses:\n  gce:\n    q: [0.7]\n")
+    env = {**os.environ, **NO_AUTH, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "sweeps/run.py", "--mode", "grid", "--name", "ddpg", "--losses", "gce",
+                           "--grid-file", str(grid), "--epochs", "2", "--num-workers", "2", "--address", head.address,
+                           "--storage-path", str(tmp_path / "store"), *DATA],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from conftest import assert_quiet_output
+
+    assert_quiet_output(proc.stdout + proc.stderr)
+    row = json.loads((tmp_path / "store" / "ddpg" / "summary.json").read_text())["runs"][0]
+    assert row["status"] == "ok" and row["num_workers"] == 2 and row["epochs"] == 2
+    runs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{head.dashboard_port}/api/train/v2/runs/v1",
+                                            timeout=30))["train_runs"]
+    ours = [r for r in runs if r["run_settings"]["run_config"]["storage_path"].rstrip("/").endswith("ddpg/train")]
+    assert len(ours) == 1, [r["name"] for r in runs]
+    run = ours[0]
+    assert run["name"].startswith("gce_q0.7_lr0.05_s0_") and run["status"] == "FINISHED"
+    assert len(run["attempts"][-1]["workers"]) == 2
+    jobs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{head.dashboard_port}/api/jobs/", timeout=30))
+    assert {j["job_id"]: (j.get("metadata") or {}).get("job_name") for j in jobs}[run["job_id"]] == "ddpg (grid)"
+    assert (tmp_path / "store" / "ddpg" / "train" / run["name"]).is_dir()   # the run's folder has the same name

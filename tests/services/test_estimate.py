@@ -20,6 +20,9 @@ def test_sweep_seconds_rounds_trials_over_the_slots():
     nine, how = estimate.sweep_seconds(trials=9, concurrency=2, epochs=5, examples=9500, model="mlp1024", device="cpu")
     assert eight == pytest.approx(fixed + 4 * per_trial) and nine == pytest.approx(fixed + 5 * per_trial)
     assert "5 round(s) of 2 trial(s)" in how
+    ddp, _ = estimate.sweep_seconds(trials=9, concurrency=2, epochs=5, examples=9500, model="mlp1024", device="cpu",
+                                    num_workers=2)
+    assert ddp == pytest.approx(nine + 5 * presets.TRAIN_RUN_SECONDS)   # one Train run per trial, per round
     assert estimate.sweep_seconds(trials=8, concurrency=2, epochs=5, examples=9500, model="resnet32", device="cuda") is None
 
 

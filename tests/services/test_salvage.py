@@ -51,7 +51,7 @@ def test_plan_splits_finished_and_resumable_trials(tmp_path):
     trial(exp, "ce_d", specs[3], [])                     # started, nothing saved: runs from scratch
     trial(exp, "ce_e1", specs[4], [1, 2])                # ran twice (an earlier resume): the furthest wins
     trial(exp, "ce_e2", specs[4], [3, "nospec"])
-    trial(exp, "train/" + specs[5].key, specs[5], [4])   # a multi-worker trial's Ray Train folder
+    trial(exp, "train/" + specs[5].run_name, specs[5], [4])   # a multi-worker trial's Ray Train folder
     (exp / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')   # Tune's, cut: not read
     rows, todo, _ = salvage.plan(storage, "kr", specs)
 
