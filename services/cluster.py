@@ -74,13 +74,24 @@ def job_metadata(job_name: str | None, metadata: dict | None) -> dict[str, str]:
     return out
 
 
+def starts_embedded(address: str | None) -> bool:
+    """Whether :func:`connect` with ``address`` starts an embedded Ray (with this machine's CPUs) rather
+    than joining a cluster: no address, and not inside a `ray job submit` job (which sets RAY_ADDRESS)."""
+    return address is None and not os.environ.get("RAY_ADDRESS")
+
+
+def train_state_tracking() -> str:
+    """``RAY_TRAIN_ENABLE_STATE_TRACKING`` for the driver and the job's workers: the caller's, else "1"."""
+    return os.environ.get(TRAIN_STATE_ENV, "1")
+
+
 def worker_env(verbose: bool) -> dict[str, str]:
     """Environment of the job's Ray workers. ``MALLOC_ARENA_MAX=2`` (unless the caller set it): a reused
     trial actor runs each trial in a new thread, and glibc gives new threads new malloc arenas whose freed
     memory it keeps, so a worker's resident memory grew ~27 MB per trial (measured: 861 → 1265 MB over 16
     trials of one actor; with 2 arenas it stays within ~60 MB of its first trial)."""
     return {VERBOSE_ENV: "1" if verbose else "0", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
-            TRAIN_STATE_ENV: os.environ.get(TRAIN_STATE_ENV, "1")}
+            TRAIN_STATE_ENV: train_state_tracking()}
 
 
 def worker_setup() -> None:
@@ -133,7 +144,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     if ray.is_initialized():
         return ray.get_runtime_context()
     _restore_env()  # a previous Ray of this process ended with a bare ray.shutdown(): its address is stale
-    if address is None and os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`: join that cluster
+    if address is None and not starts_embedded(address):  # inside `ray job submit`: join that cluster
         address = "auto"
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     quiet.quiet_ray(verbose)  # before ray.init: its start-up lines come from the driver's loggers
@@ -163,7 +174,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
                 "; if the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) or use --address auto"
             raise ClusterError(f"--address {address!r}: {str(exc).splitlines()[0]}{hint}") from None
     _set_env("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
-    _set_env(TRAIN_STATE_ENV, os.environ.get(TRAIN_STATE_ENV, "1"))  # --mode train's TorchTrainer runs in this process
+    _set_env(TRAIN_STATE_ENV, train_state_tracking())  # --mode train's TorchTrainer runs in this process
     timeline.mark("ray_up")
     if not verbose:
         quiet.filter_worker_stream()

@@ -2,7 +2,8 @@
 
 estimate = Ray's start and stop + rounds × (epochs × examples ÷ throughput [+ a Ray Train run's start-up
 and teardown, for multi-worker trials]) + a worker's first-trial set-up, with rounds = ⌈trials ÷ trials
-at once⌉ (all trials alike; Optuna's ASHA stops some early, so its estimate is an upper bound). None where no throughput is measured for the model and device.
+at once⌉ (all trials alike; Optuna's ASHA stops some early, so its estimate is an upper bound). None
+where no throughput is measured for the model and device.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustloss_core.presets import C_DEFAULT
+from services.cluster import starts_embedded
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "sweeps" / "configs"
 MODES = ("train", "grid", "analytic", "compare", "all")
@@ -208,7 +209,7 @@ class SweepRequest:
         if r.use_gpu and r.gpus_per_trial < r.num_workers and r.gpus_per_trial > 1:
             raise RequestError(f"--gpus-per-trial {r.gpus_per_trial} must be < 1 (shared) or a multiple of --num-workers")
         cpus = os.cpu_count() or 1
-        if r.address is None and not os.environ.get("RAY_ADDRESS") and r.num_workers * r.cpus_per_trial > cpus:
+        if starts_embedded(r.address) and r.num_workers * r.cpus_per_trial > cpus:
             # the embedded Ray gets this machine's CPUs: Ray Train would wait for the workers, time out, retry
             raise RequestError(f"--num-workers {r.num_workers} x --cpus-per-trial {r.cpus_per_trial:g} = "
                                f"{r.num_workers * r.cpus_per_trial:g} CPUs per trial, but the embedded Ray has this "

@@ -1,4 +1,6 @@
 """Every bad input fails in one clear line (exit 2) before any Ray work, and stores nothing."""
+import os
+
 import pytest
 
 from conftest import free_port, run_cli
@@ -153,8 +155,6 @@ def test_address_auto_reads_the_address_file_ray_reads(tmp_path, monkeypatch):
 def test_trial_larger_than_the_embedded_ray_is_refused(monkeypatch):
     """A trial of more workers x CPUs than this machine has would wait forever on the embedded Ray (Ray
     Train times its worker group out and retries); on a cluster (--address) the cluster may have them."""
-    import os
-
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cpus = os.cpu_count()
     with pytest.raises(CLIError) as err:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, assert_quiet_output
 from rayheads import NO_AUTH, RAY_BIN, session_pids, start_head, stop_head, submit
 from services import cluster, metrics, quiet
 
@@ -441,8 +441,6 @@ def test_multi_worker_trials_are_named_train_runs_on_a_head_with_just_their_cpus
                            "--storage-path", str(tmp_path / "store"), *DATA],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    from conftest import assert_quiet_output
-
     assert_quiet_output(proc.stdout + proc.stderr)
     row = json.loads((tmp_path / "store" / "ddpg" / "summary.json").read_text())["runs"][0]
     assert row["status"] == "ok" and row["num_workers"] == 2 and row["epochs"] == 2
