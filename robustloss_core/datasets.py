@@ -24,7 +24,9 @@ On-disk formats are torchvision's: ``<root>/cifar-10-batches-py`` (pickles ``dat
 ``.gz`` or not); the folder itself may also be given as root. Files are read directly (no checksum, so
 subsets work); ``download=True`` fetches missing CIFAR/Fashion-MNIST files through torchvision — never
 implicitly. Missing files raise :class:`DataRootError` with one line: the path, what was expected there,
-and the remedy. ``root=None`` means ``$ROBUSTLOSS_DATA_ROOT`` or ``./data``.
+and the remedy. ``root=None`` means ``$ROBUSTLOSS_DATA_ROOT`` or ``./data``; for Fashion-MNIST it then also
+looks in ``SYSTEM_ROOTS["fashionmnist"]`` (``/usr/share/datasets/fashion-mnist``, where Debian's
+``dataset-fashion-mnist`` package puts the original idx files), so an installed copy is used with no flag.
 
 Synthetic data (:func:`synthetic_arrays`): ``synthetic`` (sigma 2 by default) and ``synthetic-easy`` (the
 same generator and keyword arguments, sigma 1 by default; it uses the synthetic presets,
@@ -159,11 +161,12 @@ def build_dataset(name: str, root: str | os.PathLike | None = None, *, download:
     bad = sorted(set(kwargs) - set(allowed))
     if bad:
         raise ValueError(f"dataset {name!r} does not take {', '.join(bad)}; allowed: {', '.join(allowed) or 'none'}")
-    key = repr((name, str(_resolve_root(root)), seed, sorted(kwargs.items())))
+    path = _resolve_root(root) if root is not None else default_root(name)
+    key = repr((name, str(path), seed, sorted(kwargs.items())))
     if cache and key in _cache:
         _cache[key] = _cache.pop(key)   # most recently used
         return _cache[key]
-    bundle = fn(_resolve_root(root), download=bool(download), seed=seed, **kwargs)
+    bundle = fn(path, download=bool(download), seed=seed, **kwargs)
     if cache and bundle.tensors is not None:
         _cache[key] = bundle
         while len(_cache) > 1 and sum(_tensor_bytes(b) for b in _cache.values()) > CACHE_BYTES:
@@ -184,6 +187,23 @@ def dataset_num_classes(name: str, root: str | os.PathLike | None = None, **kwar
 
 def _resolve_root(root) -> Path:
     return Path(root if root is not None else os.environ.get("ROBUSTLOSS_DATA_ROOT", "data")).expanduser()
+
+
+# Where a system package installs a dataset: searched only when neither a root nor $ROBUSTLOSS_DATA_ROOT is given.
+SYSTEM_ROOTS = {"fashionmnist": Path("/usr/share/datasets/fashion-mnist")}
+SYSTEM_INSTALL = {"fashionmnist": "apt-get install dataset-fashion-mnist"}
+
+
+def default_root(name: str) -> Path:
+    """The folder ``build_dataset(name)`` reads with no root: ``$ROBUSTLOSS_DATA_ROOT``, else ``./data``, else
+    (Fashion-MNIST) the system package's folder when ``./data`` lacks the files and the package is installed."""
+    root = _resolve_root(None)
+    system = SYSTEM_ROOTS.get(name)
+    if "ROBUSTLOSS_DATA_ROOT" in os.environ or system is None or name != "fashionmnist":
+        return root
+    if _find_fmnist(root) is None and _find_fmnist(system) is not None:
+        return system
+    return root
 
 
 def _int_arg(name: str, value, lo: int, hi: int | None = None) -> int:
@@ -481,8 +501,10 @@ def _fashionmnist(root: Path, *, download: bool, seed: int) -> DataBundle:
         _download(root, "Fashion-MNIST", tvd.FashionMNIST)
         files = _find_fmnist(root)
     if files is None:
-        raise _missing(root, "Fashion-MNIST", "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+        err = _missing(root, "Fashion-MNIST", "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
                        True)
+        raise DataRootError(f"{err}, or install it: {SYSTEM_INSTALL['fashionmnist']} "
+                            f"(files in {SYSTEM_ROOTS['fashionmnist']})")
     trx, tex = (read_idx(files[k], 3)[:, None] for k in ("train_x", "test_x"))
     try_, tey = (read_idx(files[k], 1).astype(np.int64) for k in ("train_y", "test_y"))
     return _in_memory_bundle("fashionmnist", 10, trx, try_, tex, tey, FMNIST_MEAN, FMNIST_STD, "fmnist",
