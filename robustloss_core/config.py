@@ -2,7 +2,8 @@
 
 Fields left ``None`` (model, lr, weight_decay, lr_schedule, batch_size) mean "the paper's setup for this
 dataset": :meth:`TrainConfig.resolved` fills them from ``presets.training_setup(dataset, model)``
-(Appendix A.1; MLP1024 gets the appendix MLP setup: no weight decay, LR × 0.95 per epoch).
+(Appendix A.1; MLP1024 gets the appendix MLP setup: no weight decay, no augmentation, the LR decay factor
+and epochs fitted on the real Fashion-MNIST: presets.MLP1024_SETUP).
 
 Learning-rate schedules (stepped once per epoch; epoch e counts from 0)::
 
@@ -40,6 +41,8 @@ import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
+from .noise import NOISE_KINDS   # the noise module owns the kinds
+
 __all__ = ["TrainConfig", "LR_SCHEDULE_KINDS", "WEANING", "lr_at", "logit_bias_at", "scale_milestones",
            "validate_lr_schedule", "validate_logit_bias_schedule", "weaning_values"]
 
@@ -51,7 +54,6 @@ _SCHEDULE_KEYS = {"multistep": {"kind", "milestones", "gamma"}, "exponential": {
                   "constant": {"kind"}}
 _BIAS_SCHEDULE_META = {"source", "reconstructed"}   # documentation keys a preset ladder may carry
 WEANING = {"kind": "weaning", "steps": 6, "hold": 11}   # App. A.2: 6 values x 11 epochs (values reconstructed)
-NOISE_KINDS = ("none", "symmetric", "asymmetric")
 
 
 def _is_int(v) -> bool:
@@ -184,6 +186,7 @@ class TrainConfig:
     eval_every: int = 1                                   # test every n epochs and after the last one
     loader_workers: int = 0                               # DataLoader worker processes (file-based datasets)
     val_fraction: float = 0.1                             # noisy-labelled hold-out of the training set (0: none)
+    augment: bool | None = None                           # train-batch augmentation (None: the setup's; MLP1024: off)
 
     # ----------------------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
@@ -270,11 +273,13 @@ class TrainConfig:
             bad("loader_workers", "need an integer >= 0")
         if not (_is_real(self.val_fraction) and 0.0 <= self.val_fraction < 1.0):
             bad("val_fraction", "need a number in [0, 1) (0: no validation hold-out)")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            bad("augment", "need true, false or null (null: the training setup's)")
         return self
 
     # ------------------------------------------------------------------------------------ presets
     def resolved(self) -> "TrainConfig":
-        """A validated copy with model, lr, weight_decay, lr_schedule and batch_size filled from
+        """A validated copy with model, lr, weight_decay, lr_schedule, batch_size and augment filled from
         ``presets.training_setup`` for the dataset (milestones scaled for shortened runs, see module
         docstring). Datasets without a setup of their own (imagefolder) use the WebVision setup; variants
         of a dataset (``datasets.preset_dataset``: synthetic-easy) use their base dataset's."""
@@ -295,6 +300,8 @@ class TrainConfig:
             cfg.weight_decay = float(setup["optimizer"]["weight_decay"])
         if cfg.batch_size is None:
             cfg.batch_size = int(setup["batch_size"])
+        if cfg.augment is None:
+            cfg.augment = bool(setup.get("augment", True))
         if cfg.lr_schedule is None:
             sched = validate_lr_schedule(setup["lr_schedule"]) if setup.get("lr_schedule") else {"kind": "constant"}
             cfg.lr_schedule = scale_milestones(sched, cfg.epochs, int(setup["epochs"]))

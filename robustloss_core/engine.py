@@ -73,6 +73,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -83,8 +84,8 @@ import torch.nn as nn
 from . import datasets, losses, models, noise
 from .config import TrainConfig, logit_bias_at, lr_at
 
-__all__ = ["train", "NonFiniteLossError", "save_checkpoint", "load_checkpoint", "METRIC_KEYS", "STATE_FORMAT",
-           "epoch_seed", "resolve_device", "holdout_indices", "next_dynamic_bias", "target_margins"]
+__all__ = ["train", "train_one_epoch", "evaluate", "state_dict", "restore_state", "NonFiniteLossError",
+           "save_checkpoint", "load_checkpoint", "METRIC_KEYS", "STATE_FORMAT", "epoch_seed", "resolve_device", "holdout_indices", "next_dynamic_bias", "target_margins"]
 
 METRIC_KEYS = ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorized", "mean_py_biased",
                "test_top1", "test_top5", "val_top1", "val_top1_clean", "best_epoch", "val_top1_best",
@@ -210,7 +211,7 @@ class _TensorFeeder:
     ``train_idx`` / ``val_idx`` split the training set (training part, validation hold-out)."""
 
     def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                 device, d: _Dist, batch: int, channels_last: bool, seed: int):
+                 device, d: _Dist, batch: int, channels_last: bool, seed: int, augment: bool = True):
         t = bundle.tensors
         self.device, self.d, self.batch, self.seed = device, d, batch, seed
         self.channels_last = channels_last
@@ -222,7 +223,8 @@ class _TensorFeeder:
         self.val_x = t.train_x[va].to(device)
         self.val_noisy, self.val_clean = noisy[va].to(device), clean[va].to(device)
         self.test_x, self.test_y = t.test_x.to(device), t.test_y.to(device)
-        self.mean, self.std, self.augment = t.mean, t.std, t.augment
+        self.mean, self.std = t.mean, t.std
+        self.augment = t.augment if augment else None   # None: train batches only normalised
         self.n = self.train_x.shape[0]
         self.n_val = self.val_x.shape[0]
         self.per_rank = self.n // d.world
@@ -272,12 +274,16 @@ class _LoaderFeeder:
     is read with the evaluation transform (``datasets.holdout_dataset``)."""
 
     def __init__(self, bundle, noisy: np.ndarray, clean: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-                 device, d: _Dist, batch: int, channels_last: bool, seed: int, num_workers: int):
+                 device, d: _Dist, batch: int, channels_last: bool, seed: int, augment: bool,
+                 num_workers: int):
         self.bundle, self.device, self.d, self.batch, self.seed = bundle, device, d, batch, seed
         self.channels_last, self.num_workers = channels_last, num_workers
         noisy, clean = torch.as_tensor(noisy, dtype=torch.long), torch.as_tensor(clean, dtype=torch.long)
         tr, va = torch.as_tensor(train_idx, dtype=torch.long), torch.as_tensor(val_idx, dtype=torch.long)
-        self.train_ds = bundle.train if va.numel() == 0 else torch.utils.data.Subset(bundle.train, tr.tolist())
+        if augment:
+            self.train_ds = bundle.train if va.numel() == 0 else torch.utils.data.Subset(bundle.train, tr.tolist())
+        else:   # training examples with the evaluation transform (normalisation only)
+            self.train_ds = datasets.holdout_dataset(bundle, train_idx)
         self.noisy, self.clean = noisy[tr], clean[tr]
         self.val_ds = datasets.holdout_dataset(bundle, val_idx)
         self.val_noisy, self.val_clean = noisy[va], clean[va]
@@ -371,13 +377,144 @@ def _check_resume(state: dict, cfg: TrainConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------- train
+# The run is split the way torchvision's classification reference script is: ``_setup`` builds data,
+# model, loss and optimiser; ``train_one_epoch`` and ``evaluate`` are one epoch's two halves;
+# ``state_dict`` / ``restore_state`` are the checkpoint; ``train`` is the short loop over them.
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def _evaluate(model: nn.Module, batches, targets: int, K: int, autocast, d: _Dist, device) -> list[float]:
+@dataclass
+class _Run:
+    """What one training run holds between epochs (built once by :func:`_setup`)."""
+
+    cfg: TrainConfig
+    d: _Dist
+    device: torch.device
+    K: int
+    raw: nn.Module            # the model itself: checkpointed and evaluated
+    model: nn.Module          # ``raw``, or its DDP wrapper: trained
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    feeder: object            # _TensorFeeder or _LoaderFeeder
+    noise_rate: float         # the realised fraction of flipped labels
+    has_val: bool
+    batch: int                # per rank
+    autocast: Callable
+    sync: Callable
+
+    @property
+    def dynamic(self) -> bool:
+        sched = self.cfg.logit_bias_schedule
+        return sched is not None and sched.get("kind") == "dynamic"
+
+
+def _setup(cfg: TrainConfig, resume_state: dict | None) -> tuple[_Run, int, list, float]:
+    """(the run, its first epoch, its history so far, the first epoch's dynamic ε): data and label noise
+    (rank 0 downloads first if asked), hold-out, model, loss, optimiser, restored from ``resume_state``."""
+    d = _Dist()
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    _seed_all(cfg.seed)
+
+    dargs = dict(cfg.dataset_args)
+    data_seed = dargs.pop("seed", cfg.seed)
+
+    def build():
+        # cached per process: the trials a reused Ray worker runs share the data instead of rebuilding it
+        return datasets.build_dataset(cfg.dataset, cfg.data_root, download=cfg.download, seed=data_seed, cache=True,
+                                      **dargs)
+
+    if d.enabled and cfg.download:
+        bundle = build() if d.rank == 0 else None
+        d.barrier()
+        bundle = bundle or build()
+    else:
+        bundle = build()
+    K = bundle.num_classes
+    labels = noise.apply_label_noise(bundle.train_targets, K, kind=cfg.noise, rate=cfg.noise_rate, seed=cfg.seed,
+                                     variant=cfg.noise_variant, dataset=cfg.dataset)
+    train_idx, val_idx = holdout_indices(labels.clean, cfg.val_fraction, cfg.seed)   # after the noise
+
+    torch.manual_seed(cfg.seed)
+    raw = models.build_model(cfg.model, K, bundle.input_shape)
+    channels_last = cuda and len(bundle.input_shape) == 3
+    raw = raw.to(device, memory_format=torch.channels_last) if channels_last else raw.to(device)
+    loss_fn = losses.build_loss(cfg.loss, K, logit_bias=cfg.logit_bias, dataset=datasets.preset_dataset(cfg.dataset),
+                                **cfg.loss_params)
+    opt = torch.optim.SGD(raw.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    start, history, eps = 0, [], float(cfg.logit_bias)
+    if resume_state is not None:   # before DDP wraps the model: every rank starts from the saved weights
+        start, history, eps = restore_state(resume_state, raw, opt, cfg)
+    model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if cuda else None) if d.enabled else raw
+
+    batch = max(1, cfg.batch_size // d.world)
+    split = (bundle, labels.noisy, labels.clean, train_idx, val_idx, device, d, batch, channels_last, cfg.seed,
+             cfg.augment)
+    feeder = _TensorFeeder(*split) if bundle.tensors is not None else _LoaderFeeder(*split, cfg.loader_workers)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    run = _Run(cfg=cfg, d=d, device=device, K=K, raw=raw, model=model, loss_fn=loss_fn, opt=opt, feeder=feeder,
+               noise_rate=labels.rate, has_val=val_idx.size > 0, batch=batch, autocast=autocast, sync=sync)
+    return run, start, history, eps
+
+
+def train_one_epoch(run: _Run, epoch: int, lr: float, eps: float) -> dict:
+    """One pass over the epoch's training batches at learning rate ``lr`` and logit bias ``eps``.
+
+    Returns the epoch's training metrics summed over ranks (train_loss, train_acc_noisy, train_acc_clean,
+    memorized, mean_py_biased; see the module docstring), ``n`` (examples, all ranks), ``train_seconds``
+    and, with the dynamic bias, ``margins`` (this rank's target margins). Raises NonFiniteLossError if
+    the mean loss is not finite."""
+    cfg, d, device = run.cfg, run.d, run.device
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    run.loss_fn.logit_bias = eps
+    t0 = time.perf_counter()
+    run.model.train()
+    # loss_sum, correct vs noisy, correct vs clean, memorised, noisy seen, Σ p_y(ε) (on device: no sync per step)
+    stats = torch.zeros(6, dtype=torch.float64, device=device)
+    n_local, margins = 0, []
+    for x, y_noisy, y_clean in run.feeder.train_batches(epoch):
+        with run.autocast():
+            logits = run.model(x)
+        loss = run.loss_fn(logits.float(), y_noisy)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(run.raw.parameters(), cfg.grad_clip)
+        run.opt.step()
+        with torch.no_grad():
+            pred = logits.argmax(1)
+            hit_noisy, is_noisy = pred == y_noisy, y_noisy != y_clean
+            margin = target_margins(logits, y_noisy)
+            if run.dynamic:
+                margins.append(margin)
+            nb = y_noisy.numel()
+            n_local += nb
+            stats += torch.stack([loss.detach().double() * nb, hit_noisy.sum().double(),
+                                  (pred == y_clean).sum().double(), (hit_noisy & is_noisy).sum().double(),
+                                  is_noisy.sum().double(), torch.sigmoid(margin.double() + eps).sum()])
+    run.sync()
+    train_seconds = time.perf_counter() - t0
+    stats = torch.cat([stats, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
+    loss_sum, c_noisy, c_clean, mem, n_noisy, py_sum, n = d.all_reduce(stats).tolist()
+    train_loss = loss_sum / n
+    if not math.isfinite(train_loss):
+        raise NonFiniteLossError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1} at lr {lr:g}; "
+                                 f"lower the learning rate or set grad_clip")
+    return {"train_loss": train_loss, "train_acc_noisy": 100.0 * c_noisy / n, "train_acc_clean": 100.0 * c_clean / n,
+            "memorized": mem / n_noisy if n_noisy else 0.0, "mean_py_biased": py_sum / n, "n": n,
+            "train_seconds": train_seconds, "margins": margins}
+
+
+def _accuracies(model: nn.Module, batches, targets: int, K: int, autocast, d: _Dist, device) -> list[float]:
     """Accuracies (percent) over ``batches`` of (x, y_1, …, y_targets), summed over ranks:
     [top-1 vs y_1, top-min(5, K) vs y_1, top-1 vs y_2, …]; NaN for an empty set."""
     model.eval()
@@ -397,6 +534,22 @@ def _evaluate(model: nn.Module, batches, targets: int, K: int, autocast, d: _Dis
     return [100.0 * v / n if n else float("nan") for v in c]
 
 
+def evaluate(run: _Run, epoch: int) -> dict:
+    """Test top-1/top-5 and validation top-1 (noisy and clean labels) of the raw logits after ``epoch``
+    (0-based); all None in epochs ``eval_every`` skips (the last epoch is always evaluated)."""
+    cfg, d = run.cfg, run.d
+    out = {"test_top1": None, "test_top5": None, "val_top1": None, "val_top1_clean": None}
+    if (epoch + 1) % cfg.eval_every != 0 and epoch + 1 != cfg.epochs:
+        return out
+    d.broadcast_buffers(run.raw)  # every rank evaluates the weights rank 0 checkpoints
+    out["test_top1"], out["test_top5"] = _accuracies(run.raw, run.feeder.test_batches(2 * run.batch), 1, run.K,
+                                                     run.autocast, d, run.device)
+    if run.has_val:
+        out["val_top1"], _, out["val_top1_clean"], _ = _accuracies(run.raw, run.feeder.val_batches(2 * run.batch), 2,
+                                                                   run.K, run.autocast, d, run.device)
+    return out
+
+
 def _running_best(history: list[dict]) -> dict:
     """Early-stopping fields from the history: the first epoch with the highest val_top1."""
     best = None
@@ -409,6 +562,42 @@ def _running_best(history: list[dict]) -> dict:
     return {"best_epoch": best["epoch"], "val_top1_best": best["val_top1"], "test_top1_at_best": best["test_top1"]}
 
 
+def state_dict(run: _Run, epoch: int, lr: float, eps_dynamic: float, history: list[dict]) -> dict:
+    """The full state after ``epoch`` (0-based) that :func:`restore_state` continues from: weights,
+    optimiser, LR and ε schedule positions, RNG states, the config and the history (its last entry is
+    the epoch's metrics). Tensors are copied to the CPU."""
+    cfg, bias_sched, nxt = run.cfg, run.cfg.logit_bias_schedule, epoch + 1
+    eps_next, idx_next = (eps_dynamic, None) if run.dynamic else logit_bias_at(cfg.logit_bias, bias_sched, nxt)
+    return {"format": STATE_FORMAT, "epoch": nxt, "model": _to_cpu(run.raw.state_dict()),
+            "optimizer": _to_cpu(run.opt.state_dict()),
+            "scheduler": {"base_lr": cfg.lr, "schedule": copy.deepcopy(cfg.lr_schedule),
+                          "last_epoch": epoch, "last_lr": lr, "next_lr": lr_at(cfg.lr, cfg.lr_schedule, nxt)},
+            "logit_bias_schedule": {"schedule": copy.deepcopy(bias_sched),
+                                    "next_epoch": nxt, "index": idx_next, "value": eps_next},
+            "rng": _rng_state(), "config": cfg.to_dict(), "history": copy.deepcopy(history),
+            "metrics": dict(history[-1])}
+
+
+def restore_state(state: dict, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[int, list, float]:
+    """Load a :func:`state_dict` into ``model`` and ``opt`` and set the RNGs; returns (the next epoch,
+    the history, the next epoch's dynamic ε — ``cfg.logit_bias`` for the other schedules)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    sched = cfg.logit_bias_schedule
+    dynamic = sched is not None and sched.get("kind") == "dynamic"
+    eps = float(state["logit_bias_schedule"]["value"]) if dynamic else float(cfg.logit_bias)
+    return int(state["epoch"]), copy.deepcopy(state.get("history", [])), eps
+
+
+def _print_epoch(m: dict, epochs: int) -> None:
+    t1, v1 = ("-" if v is None else f"{v:.2f}" for v in (m["test_top1"], m["val_top1"]))
+    print(f"epoch {m['epoch']}/{epochs} loss {m['train_loss']:.4f} train(noisy) {m['train_acc_noisy']:.2f} "
+          f"train(clean) {m['train_acc_clean']:.2f} memorized {m['memorized']:.3f} top1 {t1} "
+          f"val(noisy) {v1} lr {m['lr']:.3g} eps {m['logit_bias']:.3g} p_y {m['mean_py_biased']:.3f} "
+          f"{m['epoch_time']:.1f}s", flush=True)
+
+
 def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], dict]], None] | None = None,
           resume_state: dict | None = None, verbose: bool = False) -> dict:
     """Train ``config`` (a TrainConfig or its dict; presets fill None fields); see the module docstring.
@@ -419,154 +608,36 @@ def train(config: TrainConfig | dict, *, on_epoch: Callable[[dict, Callable[[], 
     cfg = (config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)).resolved()
     if resume_state is not None:
         _check_resume(resume_state, cfg)
-    d = _Dist()
-    device = resolve_device(cfg.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    _seed_all(cfg.seed)
-
-    # data and label noise (rank 0 downloads first if asked)
-    dargs = dict(cfg.dataset_args)
-    data_seed = dargs.pop("seed", cfg.seed)
-
-    def build():
-        # cached per process: the trials a reused Ray worker runs share the data instead of rebuilding it
-        return datasets.build_dataset(cfg.dataset, cfg.data_root, download=cfg.download, seed=data_seed, cache=True,
-                                      **dargs)
-
-    if d.enabled and cfg.download:
-        bundle = build() if d.rank == 0 else None
-        d.barrier()
-        bundle = bundle or build()
-    else:
-        bundle = build()
-    K = bundle.num_classes
-    labels = noise.apply_label_noise(bundle.train_targets, K, kind=cfg.noise, rate=cfg.noise_rate, seed=cfg.seed,
-                                     variant=cfg.noise_variant, dataset=cfg.dataset)
-    train_idx, val_idx = holdout_indices(labels.clean, cfg.val_fraction, cfg.seed)   # after the noise
-    has_val = val_idx.size > 0
-
-    # model, loss, optimiser
-    torch.manual_seed(cfg.seed)
-    model = models.build_model(cfg.model, K, bundle.input_shape)
-    channels_last = cuda and len(bundle.input_shape) == 3
-    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    start, history = 0, []
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        start, history = int(resume_state["epoch"]), copy.deepcopy(resume_state.get("history", []))
-    raw = model
-    if d.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    loss_fn = losses.build_loss(cfg.loss, K, logit_bias=cfg.logit_bias, dataset=datasets.preset_dataset(cfg.dataset),
-                                **cfg.loss_params)
-    opt = torch.optim.SGD(raw.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if resume_state is not None:
-        opt.load_state_dict(resume_state["optimizer"])
-        _set_rng_state(resume_state["rng"])
-
-    batch = max(1, cfg.batch_size // d.world)
-    split = (bundle, labels.noisy, labels.clean, train_idx, val_idx, device, d, batch, channels_last, cfg.seed)
-    feeder = _TensorFeeder(*split) if bundle.tensors is not None else _LoaderFeeder(*split, cfg.loader_workers)
-    bias_sched = cfg.logit_bias_schedule
-    dynamic = bias_sched is not None and bias_sched.get("kind") == "dynamic"
-    eps = float(cfg.logit_bias)   # the dynamic ε of the next epoch
-    if dynamic and resume_state is not None:
-        eps = float(resume_state["logit_bias_schedule"]["value"])
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
+    run, start, history, eps = _setup(cfg, resume_state)   # eps: the dynamic ε of the next epoch
     metrics = history[-1] if history else None
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         lr = lr_at(cfg.lr, cfg.lr_schedule, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        if not dynamic:
-            eps, _ = logit_bias_at(cfg.logit_bias, bias_sched, epoch)
-        loss_fn.logit_bias = eps
-
-        model.train()
-        # loss_sum, correct vs noisy, correct vs clean, memorised, noisy seen, Σ p_y(ε) (on device: no sync per step)
-        stats = torch.zeros(6, dtype=torch.float64, device=device)
-        n_local, margins = 0, []
-        for x, y_noisy, y_clean in feeder.train_batches(epoch):
-            with autocast():
-                logits = model(x)
-            loss = loss_fn(logits.float(), y_noisy)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
-            opt.step()
-            with torch.no_grad():
-                pred = logits.argmax(1)
-                hit_noisy, is_noisy = pred == y_noisy, y_noisy != y_clean
-                margin = target_margins(logits, y_noisy)
-                if dynamic:
-                    margins.append(margin)
-                nb = y_noisy.numel()
-                n_local += nb
-                stats += torch.stack([loss.detach().double() * nb, hit_noisy.sum().double(),
-                                      (pred == y_clean).sum().double(), (hit_noisy & is_noisy).sum().double(),
-                                      is_noisy.sum().double(), torch.sigmoid(margin.double() + eps).sum()])
-        sync()
-        train_seconds = time.perf_counter() - t0
-        stats = torch.cat([stats, torch.tensor([float(n_local)], dtype=torch.float64, device=device)])
-        loss_sum, c_noisy, c_clean, mem, n_noisy, py_sum, n = d.all_reduce(stats).tolist()
-        train_loss = loss_sum / n
-        if not math.isfinite(train_loss):
-            raise NonFiniteLossError(f"non-finite training loss ({train_loss}) in epoch {epoch + 1} at lr {lr:g}; "
-                                     f"lower the learning rate or set grad_clip")
+        if not run.dynamic:
+            eps, _ = logit_bias_at(cfg.logit_bias, cfg.logit_bias_schedule, epoch)
+        train_m = train_one_epoch(run, epoch, lr, eps)
         eps_used = eps
-        if dynamic:   # next epoch's ε: mean σ(m_i + ε) = c on this epoch's margins
-            m_all = torch.cat(margins) if margins else torch.zeros(0, device=device)
-            eps = next_dynamic_bias(m_all, bias_sched["c"], eps, reduce=d.all_reduce)
-
-        top1 = top5 = val1 = val1_clean = None
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            d.broadcast_buffers(raw)  # every rank evaluates the weights rank 0 checkpoints
-            top1, top5 = _evaluate(raw, feeder.test_batches(2 * batch), 1, K, autocast, d, device)
-            if has_val:
-                val1, _, val1_clean, _ = _evaluate(raw, feeder.val_batches(2 * batch), 2, K, autocast, d, device)
-        sync()
-        times = d.all_reduce(torch.tensor([time.perf_counter() - t0, train_seconds], dtype=torch.float64,
-                                          device=device), op=dist.ReduceOp.MAX)
+        if run.dynamic:   # next epoch's ε: mean σ(m_i + ε) = c on this epoch's margins
+            margins = train_m["margins"]
+            m_all = torch.cat(margins) if margins else torch.zeros(0, device=run.device)
+            eps = next_dynamic_bias(m_all, cfg.logit_bias_schedule["c"], eps, reduce=run.d.all_reduce)
+        eval_m = evaluate(run, epoch)
+        run.sync()
+        times = run.d.all_reduce(torch.tensor([time.perf_counter() - t0, train_m["train_seconds"]],
+                                              dtype=torch.float64, device=run.device), op=dist.ReduceOp.MAX)
         epoch_time, train_seconds = times.tolist()
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc_noisy": 100.0 * c_noisy / n,
-                   "train_acc_clean": 100.0 * c_clean / n, "memorized": mem / n_noisy if n_noisy else 0.0,
-                   "mean_py_biased": py_sum / n, "test_top1": top1, "test_top5": top5, "val_top1": val1,
-                   "val_top1_clean": val1_clean, "epoch_time": epoch_time,
-                   "samples_per_sec": n / train_seconds if train_seconds > 0 else float("inf"), "lr": lr,
-                   "logit_bias": eps_used, "noise_rate_actual": labels.rate}
+        metrics = {"epoch": epoch + 1, **{k: train_m[k] for k in METRIC_KEYS if k in train_m}, **eval_m,
+                   "epoch_time": epoch_time,
+                   "samples_per_sec": train_m["n"] / train_seconds if train_seconds > 0 else float("inf"), "lr": lr,
+                   "logit_bias": eps_used, "noise_rate_actual": run.noise_rate}
         metrics.update(_running_best(history + [metrics]))
         metrics = {k: metrics[k] for k in METRIC_KEYS}
         history.append(metrics)
-        if verbose and d.rank == 0:
-            t1, v1 = ("-" if v is None else f"{v:.2f}" for v in (top1, val1))
-            print(f"epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} train(noisy) {metrics['train_acc_noisy']:.2f} "
-                  f"train(clean) {metrics['train_acc_clean']:.2f} memorized {metrics['memorized']:.3f} top1 {t1} "
-                  f"val(noisy) {v1} lr {lr:.3g} eps {eps_used:.3g} p_y {metrics['mean_py_biased']:.3f} "
-                  f"{epoch_time:.1f}s", flush=True)
-
+        if verbose and run.d.rank == 0:
+            _print_epoch(metrics, cfg.epochs)
         if on_epoch is not None:
-            def get_state(epoch=epoch, metrics=metrics, lr=lr, eps_dynamic=eps):
-                nxt = epoch + 1
-                eps_next, idx_next = (eps_dynamic, None) if dynamic else logit_bias_at(cfg.logit_bias, bias_sched, nxt)
-                return {"format": STATE_FORMAT, "epoch": nxt, "model": _to_cpu(raw.state_dict()),
-                        "optimizer": _to_cpu(opt.state_dict()),
-                        "scheduler": {"base_lr": cfg.lr, "schedule": copy.deepcopy(cfg.lr_schedule),
-                                      "last_epoch": epoch, "last_lr": lr,
-                                      "next_lr": lr_at(cfg.lr, cfg.lr_schedule, nxt)},
-                        "logit_bias_schedule": {"schedule": copy.deepcopy(bias_sched),
-                                                "next_epoch": nxt, "index": idx_next, "value": eps_next},
-                        "rng": _rng_state(), "config": cfg.to_dict(), "history": copy.deepcopy(history),
-                        "metrics": dict(metrics)}
-
-            on_epoch(dict(metrics), get_state)
+            on_epoch(dict(metrics), lambda epoch=epoch, lr=lr, eps=eps, n=len(history):
+                     state_dict(run, epoch, lr, eps, history[:n]))
 
     if metrics is None:  # nothing to train and no history (epochs <= checkpoint epoch without history)
         raise ValueError(f"resume_state is at epoch {start} >= epochs={cfg.epochs} and holds no history")

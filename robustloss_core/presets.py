@@ -2,7 +2,7 @@
 
 Every entry carries ``source`` (where the number comes from) and ``reconstructed`` (True where no
 primary source gives it: the value is our default, exposed as a parameter, and must be called a
-reconstruction in docs and ``--help``). Origin: /work/shared/reference-params.md.
+reconstruction in docs and ``--help``). Origin: ../shared/reference-params.md.
 
 Sources (repo@commit): APL = HanxunH/Active-Passive-Losses@04bce53 (mini-WebVision configs and
 standalone nfl.yaml read at @2d18de6); ALFs = hitcszx/ALFs@61245e9;
@@ -132,13 +132,15 @@ _AKAMASTER = "akamaster/pytorch_resnet_cifar10@d5489e8"
 _WEIAICUNZAI = "weiaicunzai/pytorch-cifar100@11d8418"
 
 
-def _setup(model, lr, weight_decay, lr_schedule, epochs, batch_size, source, reconstructed=()):
+def _setup(model, lr, weight_decay, lr_schedule, epochs, batch_size, source, reconstructed=(), augment=True):
     return {"model": model, "optimizer": {"lr": lr, "weight_decay": weight_decay}, "lr_schedule": lr_schedule,
-            "epochs": epochs, "batch_size": batch_size, "source": source, "reconstructed": list(reconstructed)}
+            "epochs": epochs, "batch_size": batch_size, "augment": augment, "source": source,
+            "reconstructed": list(reconstructed)}
 
 
 # Training setups per dataset (paper App. A.1 + reference repos), the fields config.TrainConfig.resolved
-# reads. SGD momentum 0.9 everywhere (TrainConfig.momentum); augmentation per dataset lives in datasets.
+# reads. SGD momentum 0.9 everywhere (TrainConfig.momentum). ``augment``: whether training batches get the
+# dataset's augmentation (which one is the dataset's: datasets.AUGMENTATIONS); the ResNet setups do.
 TRAINING_SETUPS: dict[str, dict] = {
     "fashionmnist": _setup("resnet32", 0.1, 1e-4, {"kind": "multistep", "milestones": [100, 150], "gamma": 0.1},
                            200, 128, f"paper A.1; {_AKAMASTER}"),
@@ -157,11 +159,16 @@ TRAINING_SETUPS: dict[str, dict] = {
                         "project default for the synthetic dataset (lr to be tuned)", ("optimizer.lr", "epochs")),
 }
 
-# MLP1024 appendix setup (Fashion-MNIST / CIFAR-10): SGD, no weight decay, x0.95 LR per epoch, only
-# normalisation. Batch size, decay rate and epochs are not stated in the paper (reconstructed).
-MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "exponential", "gamma": 0.95}, 100, 128,
-                       "paper A.1 (MLP1024: SGD, no weight decay, exponential LR decay, normalise only)",
-                       ("batch_size", "lr_schedule.gamma", "epochs"))
+# MLP1024 appendix setup (Fashion-MNIST / CIFAR-10): SGD, no weight decay, an exponential LR decay per epoch,
+# images only normalised (paper A.1: no augmentation). The decay factor and the epoch count are lost in the
+# paper's text: fitted on the real Fashion-MNIST to the paper's CE rows alone (Table 6 clean 90.20, Table 5 40 %
+# 63.04): factor 1.0 (no decay) and 60 epochs; 0.95 kept CE from memorising (benchmarks/README.md, "Real
+# Fashion-MNIST"). Batch size 128 and momentum 0.9 kept, not fitted (reconstructed).
+MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "constant"}, 60, 128,
+                       "paper A.1 (MLP1024: SGD, no weight decay, exponential LR decay, normalise only); decay factor "
+                       "1.0 and 60 epochs fitted to the paper's CE rows on the real Fashion-MNIST "
+                       "(benchmarks/fashionmnist_mlp1024.py)",
+                       ("batch_size", "lr_schedule (fitted)", "epochs (fitted)"), augment=False)
 
 # Learning rates the paper picked for MLP1024 ("mae*" = mae with the Eq. 4 logit bias).
 _T5_T6 = "derived: paper Table 5 matched to the bold entries of Table 6"

@@ -382,7 +382,8 @@ def test_resolved_fills_presets_and_scales_milestones():
     wv = TrainConfig(dataset="webvision", epochs=198).resolved()
     assert (wv.model, wv.batch_size, wv.lr_schedule["milestones"]) == ("wrn101", 256, [66, 132])
     mlp = TrainConfig(dataset="cifar10", model="mlp1024").resolved()
-    assert mlp.lr_schedule == {"kind": "exponential", "gamma": 0.95} and mlp.weight_decay == 0.0
+    # the fitted MLP1024 setup (presets.MLP1024_SETUP): no decay, no weight decay, no augmentation
+    assert mlp.lr_schedule == {"kind": "constant"} and mlp.weight_decay == 0.0 and mlp.augment is False
     assert TrainConfig().resolved().model == "mlp1024"
     explicit = TrainConfig(dataset="cifar10", epochs=20, lr=0.3,
                            lr_schedule={"kind": "step", "milestones": [100], "gamma": 0.5}).resolved()
@@ -390,3 +391,24 @@ def test_resolved_fills_presets_and_scales_milestones():
     assert C.lr_at(0.1, {"kind": "multistep", "milestones": [100, 150], "gamma": 0.1}, 149) == pytest.approx(0.01)
     assert C.lr_at(0.1, {"kind": "exponential", "gamma": 0.95}, 10) == pytest.approx(0.1 * 0.95 ** 10)
     assert math.isclose(C.lr_at(0.1, None, 7), 0.1)
+
+
+def test_train_is_its_parts():
+    """engine.train is _setup, then per epoch train_one_epoch + evaluate, with state_dict / restore_state as
+    its checkpoint: driving the parts by hand gives train's numbers, and a state restored into a fresh
+    run continues exactly."""
+    cfg = TrainConfig.from_dict(dict(BASE, epochs=2, val_fraction=0.2)).resolved()
+    ref = engine.train(cfg)
+    run, start, history, eps = engine._setup(cfg, None)
+    assert (start, history) == (0, [])
+    parts = []
+    for epoch in range(2):
+        lr = C.lr_at(cfg.lr, cfg.lr_schedule, epoch)
+        m = {**engine.train_one_epoch(run, epoch, lr, eps), **engine.evaluate(run, epoch)}
+        parts.append({k: m[k] for k in ("train_loss", "train_acc_noisy", "test_top1", "val_top1", "val_top1_clean")})
+        if epoch == 0:
+            state = engine.state_dict(run, epoch, lr, eps, [dict(ref["history"][0])])
+    assert parts == [{k: h[k] for k in parts[0]} for h in ref["history"]]
+    assert state["epoch"] == 1 and state["scheduler"]["next_lr"] == C.lr_at(cfg.lr, cfg.lr_schedule, 1)
+    resumed = engine.train(cfg, resume_state=state)
+    assert strip(resumed["history"]) == strip(ref["history"])
