@@ -53,7 +53,7 @@ LOSSES = {  # label -> (registered loss, loss_params, with the Eq. 4 logit bias)
 }
 SMOKE = dict(per_class=10, test_per_class=5, epochs=2, lrs=[0.03], seeds=[0])
 # paper (Staats, Thamm & Rosenow), 40 % symmetric noise, test top-1 mean ± error over 5 seeds, checked
-# against /work/shared/paper/enhancing-noise-robust-losses.txt
+# against ../shared/paper/enhancing-noise-robust-losses.txt
 PAPER = [
     ("Table 2, ResNet-32, CIFAR-10", {"CE": (65.65, 0.23), "MAE*": (87.33, 0.07), "GCE": (86.81, 0.12),
                                       "NCE+MAE": (84.00, 0.19)}),

@@ -1,4 +1,4 @@
-"""Small helpers the benchmark scripts share: strict-JSON values and seed statistics."""
+"""Small helpers the benchmark scripts share: strict-JSON values, seed statistics and the verdict vocabulary."""
 from __future__ import annotations
 
 import math
@@ -26,3 +26,20 @@ def mean_sem(xs, *, skip_missing: bool = False) -> tuple[float, float]:
     if len(xs) < 2:
         return m, math.nan
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+# The project's one verdict vocabulary (services.compare): paired / Welch gap intervals, better | tie | worse |
+# undetermined, and the README wording against the paper's direction (reproduced | contradicted | not significant).
+import os as _os  # noqa: E402
+import sys as _sys  # noqa: E402
+
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+from services.compare import (PAPER_WORDS, VERDICTS, gap_interval, paired_ci, paper_wording, verdict,  # noqa: E402,F401
+                              welch_ci)
+
+
+def gap_verdict(a: dict, b: dict) -> dict:
+    """{"gap", "ci95", "interval", "verdict"} of a − b from per-seed values {seed: value} (paired when the
+    seeds agree, else Welch): what every benchmark script reports beside a comparison."""
+    gap, ci, kind = gap_interval(a, b)
+    return {"gap": gap, "ci95": ci, "interval": kind, "verdict": verdict(ci)}

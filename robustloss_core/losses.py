@@ -4,7 +4,7 @@ Every loss maps (logits z [N, K], targets y [N]) to the mean over the batch of L
 p = softmax(z). Training with a logit bias ε evaluates L on z + ε·e_y (Sec. 3.2 of the paper);
 ``loss.logit_bias`` is a plain float that may be reassigned between epochs (ε schedules).
 
-Conventions (see /work/shared/theory.md and reference-params.md):
+Conventions (see ../shared/theory.md and reference-params.md):
   * standalone ``mae`` is Σ_k |p_k − e_k| = 2(1 − p_y); the MAE term inside ``nce_mae`` and
     ``nfl_mae`` is (1 − p_y) as in the Active-Passive-Loss code, so the published α, β keep their meaning;
   * ``sce``'s reverse CE is −A(1 − p_y) with A = −4 (paper; the SCE/APL code's label clamp at 1e-4

@@ -11,8 +11,13 @@ Per loss and mode (one row each):
     over its seeds (s.e.m. = sample s.d. / √n, None for one seed);
   * early stopping (``es_*``) — chosen by the highest mean ``val_top1_best`` (oracle: ``test_top1_at_best``),
     reporting the mean ``test_top1_at_best``;
-  * ``gap`` = analytic − grid ``top1_mean`` with a 95 % Welch interval ``gap_ci95`` and a ``verdict``
-    (better / worse / tie / undetermined), on the analytic row; the same for the ``es_`` view;
+  * ``top1_per_seed`` — ``{seed: test top-1}`` of the chosen configuration (``es_top1_per_seed`` for the
+    early-stopping view), so any interval can be recomputed from the results file;
+  * ``gap`` = analytic − grid ``top1_mean`` with a 95 % interval ``gap_ci95`` and a ``verdict``
+    (better / worse / tie / undetermined, ``verdict``), on the analytic row; the same for the ``es_`` view.
+    ``interval`` (on both rows of the loss) names it: "paired" (same seeds on both sides: the paired-t
+    interval of the per-seed differences, matched by seed: the design shares data, noise, split,
+    initialisation and batch order per seed) or "welch" (the seeds differ);
   * cost — every trial the mode spent on the loss (whole grid or LR search, pilots and failures included):
     ``trials``, ``trial_epochs``, ``worker_seconds`` (+ calibration time for analytic), ``gpu_seconds``;
     ratios analytic/grid ``cost_ratio`` (worker-seconds) and ``epoch_ratio`` (trial-epochs) on the analytic row.
@@ -35,8 +40,9 @@ SELECTION_LABEL = {"val": "validation (noisy labels)", "test": "oracle (test acc
 
 COLUMNS = ["loss", "mode", "selection", "lr_protocol", "num_classes", "params", "logit_bias", "lr", "seeds", "candidates",
            "top1_mean", "top1_sem", "top5_mean", "top5_sem", "val_top1_mean", "val_top1_clean_mean", "memorized_mean",
-           "gap", "gap_ci95", "verdict", "es_params", "es_logit_bias", "es_lr", "es_seeds", "es_top1_mean", "es_top1_sem",
-           "es_best_epoch_mean", "es_gap", "es_gap_ci95", "es_verdict", "trials", "pilot_trials", "trial_epochs",
+           "top1_per_seed", "gap", "gap_ci95", "verdict", "interval", "es_params", "es_logit_bias", "es_lr", "es_seeds",
+           "es_top1_mean", "es_top1_sem", "es_top1_per_seed", "es_best_epoch_mean", "es_gap", "es_gap_ci95", "es_verdict",
+           "es_interval", "trials", "pilot_trials", "trial_epochs",
            "worker_seconds", "calibration_seconds", "gpu_seconds", "wall_seconds", "cost_ratio", "epoch_ratio"]
 
 
@@ -57,10 +63,34 @@ def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(var / n)
 
 
+def _t_half(se: float, df: float, level: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, df)) * se
+
+
+def paired_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float | None, list[float] | None]:
+    """mean(a − b) and the paired-t interval of the per-seed differences d_i = a_i − b_i (``a``, ``b``
+    matched by position): d̄ ± t_{(1+level)/2, n−1} · s_d / √n (scipy's ``ttest_rel(a, b)``). Every
+    difference 0: [0, 0]; all equal but not 0 (no spread to estimate), or fewer than 2 pairs: None."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_ci needs as many values on each side, got {len(a)} and {len(b)}")
+    gap, se = mean_sem([x - y for x, y in zip(a, b)])
+    if gap is None or se is None:
+        return gap, None
+    if se == 0.0:
+        return gap, ([0.0, 0.0] if gap == 0.0 else None)
+    half = _t_half(se, len(a) - 1, level)
+    return gap, [gap - half, gap + half]
+
+
 def welch_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float | None, list[float] | None]:
     """mean(a) − mean(b) and its Welch interval: ± t_{(1+level)/2, ν} · √(s_a²/n_a + s_b²/n_b), with the
-    Welch–Satterthwaite ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)).
-    Interval None when either side has fewer than 2 values."""
+    Welch–Satterthwaite ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1))
+    (scipy's ``ttest_ind(a, b, equal_var=False)``). Interval None when either side has fewer than 2
+    values, or both sides are constant at different values (no spread to estimate; scipy gives a
+    zero-width interval or NaN there);
+    [0, 0] when both are constant at the same value."""
     (ma, sa), (mb, sb) = mean_sem(a), mean_sem(b)
     if ma is None or mb is None:
         return None, None
@@ -68,20 +98,49 @@ def welch_ci(a: list[float], b: list[float], level: float = 0.95) -> tuple[float
     if sa is None or sb is None:
         return gap, None
     se2 = sa ** 2 + sb ** 2
-    if se2 == 0.0:  # both sides constant: no spread, the interval is the point
-        return gap, [gap, gap]
-    from scipy import stats
-
+    if se2 == 0.0:
+        return gap, ([0.0, 0.0] if gap == 0.0 else None)
     df = se2 ** 2 / (sa ** 4 / (len(a) - 1) + sb ** 4 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
+    half = _t_half(math.sqrt(se2), df, level)
     return gap, [gap - half, gap + half]
 
 
+def gap_interval(a: dict, b: dict, level: float = 0.95) -> tuple[float | None, list[float] | None, str | None]:
+    """(gap, interval, kind) of a − b from per-seed values ``{seed: value}``: the paired interval
+    (``paired_ci``, matched by seed) when both sides have the same seeds, else Welch (``welch_ci``);
+    kind "paired" | "welch" (None when a side is empty)."""
+    if not a or not b:
+        return None, None, None
+    if set(a) == set(b):
+        seeds = sorted(a, key=str)
+        return (*paired_ci([a[s] for s in seeds], [b[s] for s in seeds], level), "paired")
+    return (*welch_ci(list(a.values()), list(b.values()), level), "welch")
+
+
+VERDICTS = ("better", "tie", "worse", "undetermined")
+
+
 def verdict(ci: list[float] | None) -> str:
-    """better if the interval lies above 0, worse if below, tie if it covers 0, undetermined without one."""
-    if ci is None:
+    """The project's one verdict rule for a 95 % interval of a gap (new − old): better if it lies
+    above 0, worse if below, tie if it covers 0, undetermined without one (None, or a NaN end)."""
+    if ci is None or any(v is None or math.isnan(v) for v in ci):
         return "undetermined"
     return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "tie"
+
+
+PAPER_WORDS = ("reproduced", "contradicted", "not significant")
+
+
+def paper_wording(ci: list[float] | None, paper_direction: int) -> str:
+    """README wording of a gap's interval against the paper's claimed direction (+1: the paper says the
+    first side is better, −1: worse): "reproduced" when the interval excludes 0 in that direction,
+    "contradicted" when it excludes 0 the other way, "not significant" otherwise (no interval included)."""
+    if paper_direction not in (1, -1):
+        raise ValueError(f"paper_direction={paper_direction!r} is invalid: use +1 or -1")
+    v = verdict(ci)
+    if v in ("tie", "undetermined"):
+        return "not significant"
+    return "reproduced" if (v == "better") == (paper_direction == 1) else "contradicted"
 
 
 # ----------------------------------------------------------------------------- selection
@@ -127,7 +186,7 @@ def check_val_metrics(summary: dict, mode: str) -> None:
 
 
 def loss_rows(summary: dict, mode: str, selection: str = "val") -> tuple[dict[str, dict], dict[str, dict]]:
-    """Per loss: the report row and the per-seed values its gaps need (``{"": [...], "es_": [...]}``)."""
+    """Per loss: the report row and the per-seed values its gaps need (``{"": {seed: v}, "es_": {seed: v}}``)."""
     if selection not in SELECTIONS:
         raise ValueError(f"selection {selection!r} is not one of {', '.join(SELECTIONS)}")
     if selection == "val":
@@ -147,18 +206,20 @@ def loss_rows(summary: dict, mode: str, selection: str = "val") -> tuple[dict[st
             chosen = choose(groups, pick)
             ref = chosen[0] if chosen else {}
             top1 = _values(chosen or [], report) or []
-            values[loss][prefix] = top1
+            per_seed = {str(r.get("seed")): v for r, v in zip(chosen or [], top1)}
+            values[loss][prefix] = per_seed
             mean, sem = mean_sem(top1)
             row.update({f"{prefix}params": ref.get("params") if chosen else None, f"{prefix}logit_bias": ref.get("logit_bias"),
                         f"{prefix}lr": ref.get("lr"), f"{prefix}seeds": len(chosen or []),
-                        f"{prefix}top1_mean": mean, f"{prefix}top1_sem": sem})
+                        f"{prefix}top1_mean": mean, f"{prefix}top1_sem": sem, f"{prefix}top1_per_seed": per_seed})
             if prefix == "":
                 row["top5_mean"], row["top5_sem"] = mean_sem(_values(chosen or [], "test_top5") or [])
                 for key in ("val_top1", "val_top1_clean", "memorized"):
                     row[f"{key}_mean"] = _mean(chosen, key)
             else:
                 row["es_best_epoch_mean"] = _mean(chosen, "best_epoch")
-            row.update({f"{prefix}gap": None, f"{prefix}gap_ci95": None, f"{prefix}verdict": None})
+            row.update({f"{prefix}gap": None, f"{prefix}gap_ci95": None, f"{prefix}verdict": None,
+                        f"{prefix}interval": None})
         row.update({
             "trials": len(runs), "pilot_trials": sum(r.get("role") == "pilot" for r in runs),
             "trial_epochs": sum(int(r.get("epochs") or 0) for r in runs),
@@ -179,7 +240,8 @@ def load_summary(storage: st.Storage, name: str) -> dict:
 
 
 def compare(grid_summary: dict, analytic_summary: dict, *, selection: str = "val") -> list[dict]:
-    """Rows for every loss present in both experiments: grid row, then analytic row with gaps, verdicts and ratios."""
+    """Rows for every loss present in both experiments: grid row, then analytic row with gaps, intervals
+    (paired on shared seeds, else Welch: ``gap_interval``), verdicts and ratios."""
     (g, gv), (a, av) = loss_rows(grid_summary, "grid", selection), loss_rows(analytic_summary, "analytic", selection)
     common = [loss for loss in a if loss in g]
     if not common:
@@ -188,8 +250,9 @@ def compare(grid_summary: dict, analytic_summary: dict, *, selection: str = "val
     for loss in common:
         gr, ar = g[loss], a[loss]
         for prefix in SELECTIONS[selection]:
-            gap, ci = welch_ci(av[loss][prefix], gv[loss][prefix])
+            gap, ci, kind = gap_interval(av[loss][prefix], gv[loss][prefix])
             ar.update({f"{prefix}gap": gap, f"{prefix}gap_ci95": ci, f"{prefix}verdict": verdict(ci)})
+            gr[f"{prefix}interval"] = ar[f"{prefix}interval"] = kind
         ar["cost_ratio"] = ar["worker_seconds"] / gr["worker_seconds"] if gr["worker_seconds"] else None
         ar["epoch_ratio"] = ar["trial_epochs"] / gr["trial_epochs"] if gr["trial_epochs"] else None
         rows += [gr, ar]
@@ -211,8 +274,9 @@ def _pm(mean, sem) -> str:
     return "-" if mean is None else f"{mean:.2f}" + ("" if sem is None else f" ± {sem:.2f}")
 
 
-def _gap(gap, ci) -> str:
-    return "-" if gap is None else f"{gap:+.2f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+def _gap(gap, ci, kind=None) -> str:
+    return "-" if gap is None else f"{gap:+.2f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]") + (
+        f" {kind}" if kind else "")
 
 
 def _es_cell(r: dict) -> str:
@@ -230,8 +294,8 @@ def title(rows: list[dict], grid: str = "grid", analytic: str = "analytic") -> s
 
 
 def to_markdown(rows: list[dict]) -> str:
-    """Accuracy table (chosen configuration, mean ± s.e.m., gap [95 % Welch CI], verdict; early-stopping view)
-    and cost table."""
+    """Accuracy table (chosen configuration, mean ± s.e.m., gap [95 % CI, paired or Welch], verdict;
+    early-stopping view) and cost table."""
     oracle = "oracle " if rows and rows[0]["selection"] == "test" else ""
     head = ["loss", "mode", "params", "ε", "lr", "seeds", f"{oracle}top-1 (%)", f"{oracle}top-5 (%)", "val top-1 (%)",
             "gap [95% CI]", "verdict", f"ES {oracle}top-1 (%)", "ES best epoch", "ES gap [95% CI]", "ES verdict"]
@@ -240,8 +304,10 @@ def to_markdown(rows: list[dict]) -> str:
         lines.append("| " + " | ".join([
             r["loss"], r["mode"], _fmt(r["params"]), _fmt(r["logit_bias"]), _fmt(r["lr"], 4), str(r["seeds"]),
             _pm(r["top1_mean"], r["top1_sem"]), _pm(r["top5_mean"], r["top5_sem"]), _pm(r["val_top1_mean"], None),
-            _gap(r["gap"], r["gap_ci95"]), r["verdict"] or "-", _es_cell(r),
-            _fmt(r["es_best_epoch_mean"], 1), _gap(r["es_gap"], r["es_gap_ci95"]), r["es_verdict"] or "-",
+            _gap(r["gap"], r["gap_ci95"], r["interval"] if r["mode"] == "analytic" else None), r["verdict"] or "-",
+            _es_cell(r), _fmt(r["es_best_epoch_mean"], 1),
+            _gap(r["es_gap"], r["es_gap_ci95"], r["es_interval"] if r["mode"] == "analytic" else None),
+            r["es_verdict"] or "-",
         ]) + " |")
     head = ["loss", "mode", "trials", "pilots", "trial-epochs", "worker-s", "GPU-s", "cost ratio", "epoch ratio"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -265,7 +331,7 @@ def to_csv(rows: list[dict]) -> str:
             if k.endswith("ci95"):
                 out[f"{k}_low"], out[f"{k}_high"] = r[k] if r[k] else (None, None)
             else:
-                out[k] = _fmt(r[k], 6) if k.endswith("params") else r[k]
+                out[k] = _fmt(r[k], 6) if k.endswith(("params", "per_seed")) else r[k]
         writer.writerow(out)
     return buf.getvalue()
 
@@ -342,4 +408,7 @@ def write_report(storage: st.Storage, name: str, rows: list[dict], *, grid: str,
     with tempfile.TemporaryDirectory() as d:
         png = plot(rows, os.path.join(d, "compare.png"))
         storage.upload_file(png, name, "compare.png")
-    return {k: storage.display(name, f"compare.{k}") for k in ("md", "csv", "png", "json")}
+    files = {k: storage.display(name, f"compare.{k}") for k in ("md", "csv", "png", "json")}
+    from services import anytime   # anytime.json/.png when the grid is a complete grid in this storage
+
+    return {**files, **anytime.write_when_complete(storage, name, rows, grid=grid, selection=selection)}

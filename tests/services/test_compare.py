@@ -1,4 +1,6 @@
-"""compare: validation vs oracle selection, incomplete configurations, Welch gap and verdicts, full cost
+"""compare: validation vs oracle selection, incomplete configurations, paired / Welch gap intervals against
+scipy and the verdict vocabulary (better / tie / worse / undetermined; reproduced / contradicted / not
+significant), full cost
 (LR search and pilots included), report files written through services.storage. No Ray."""
 import csv
 import json
@@ -26,8 +28,8 @@ def run(loss, lr, seed, test, val, *, params=None, bias=0.0, secs=10.0, epochs=3
 A, B = {"q": 0.7}, {"q": 0.3}
 # grid gce: A wins on validation (71 > 61), B wins on test (59 > 51); the early-stopping view reverses both.
 GRID_RUNS = [
-    run("gce", 0.01, 0, 50.0, 70.0, params=A, val_best=60.0, test_best=65.0),
-    run("gce", 0.01, 1, 52.0, 72.0, params=A, val_best=60.0, test_best=67.0),
+    run("gce", 0.01, 0, 49.0, 70.0, params=A, val_best=60.0, test_best=65.0),
+    run("gce", 0.01, 1, 53.0, 72.0, params=A, val_best=60.0, test_best=67.0),
     run("gce", 0.1, 0, 60.0, 60.0, params=B, val_best=80.0, test_best=55.0),
     run("gce", 0.1, 1, 58.0, 62.0, params=B, val_best=80.0, test_best=57.0),
     run("gce", 1.0, 0, 99.0, 99.0, params=B),                  # seed 1 errored: never chosen
@@ -108,19 +110,89 @@ def test_welch_interval_matches_scipy():
     assert by(cmp.compare(grid, analytic))[("ce", "grid")]["gap"] is None
 
 
+def _pair(a, g, a_seeds=None):
+    """compare rows of ce with test top-1 ``g`` (grid) and ``a`` (analytic) on seeds 0.. (or ``a_seeds``)."""
+    grid = {"runs": [run("ce", 0.1, s, v, v) for s, v in enumerate(g)]}
+    analytic = {"runs": [run("ce", 0.1, s, v, v) for s, v in zip(a_seeds or range(len(a)), a)]}
+    rows = by(cmp.compare(grid, analytic))
+    return rows[("ce", "grid")], rows[("ce", "analytic")]
+
+
 @pytest.mark.parametrize("a, g, want", [
-    ([80.0, 81.0, 82.0], [60.0, 61.0, 62.0], "better"),
-    ([60.0, 61.0, 62.0], [80.0, 81.0, 82.0], "worse"),
+    ([80.0, 81.0, 83.0], [60.0, 61.0, 62.0], "better"),
+    ([60.0, 61.0, 62.0], [80.0, 81.0, 83.0], "worse"),
     ([60.0, 70.0, 80.0], [65.0, 70.0, 75.0], "tie"),
     ([80.0], [60.0, 61.0], "undetermined"),
 ])
 def test_verdicts(a, g, want):
-    grid = {"runs": [run("ce", 0.1, s, v, v) for s, v in enumerate(g)]}
-    analytic = {"runs": [run("ce", 0.1, s, v, v) for s, v in enumerate(a)]}
-    r = by(cmp.compare(grid, analytic))[("ce", "analytic")]
+    _, r = _pair(a, g)
     assert r["verdict"] == want and r["es_verdict"] == want
     if want == "undetermined":
         assert r["gap_ci95"] is None and r["gap"] == pytest.approx(80.0 - 60.5)
+
+
+def test_shared_seeds_get_the_paired_interval_of_scipy():
+    """Same seeds: the paired-t interval of the per-seed differences, matched by seed (the runs arrive
+    in another order), as scipy.stats.ttest_rel; it is narrower than Welch's on this correlated data."""
+    g, a = [61.0, 70.5, 66.2, 58.9], [63.0, 72.0, 68.8, 60.7]
+    grid = {"runs": [run("ce", 0.1, s, v, v) for s, v in enumerate(g)]}
+    analytic = {"runs": [run("ce", 0.1, s, v, v) for s, v in reversed(list(enumerate(a)))]}
+    rows = by(cmp.compare(grid, analytic))
+    gr, r = rows[("ce", "grid")], rows[("ce", "analytic")]
+    ci = stats.ttest_rel(a, g).confidence_interval(0.95)
+    assert r["interval"] == gr["interval"] == "paired" and r["es_interval"] == "paired"
+    assert r["gap"] == pytest.approx(sum(a) / 4 - sum(g) / 4) and r["gap_ci95"] == pytest.approx([ci.low, ci.high])
+    assert r["verdict"] == "better" and ci.low > 0                       # Welch on the same numbers: a tie
+    welch = stats.ttest_ind(a, g, equal_var=False).confidence_interval(0.95)
+    assert welch.low < 0 < welch.high
+    assert r["top1_per_seed"] == {str(s): v for s, v in enumerate(a)} and gr["top1_per_seed"] == {str(s): v for s, v in enumerate(g)}
+    assert r["es_top1_per_seed"] == r["top1_per_seed"]
+
+
+def test_identical_configurations_tie_at_zero():
+    """The issue's case: the same trials on both sides, gap 0 on every seed -> gap 0, [0, 0], tie."""
+    g = [34.2, 31.0, 36.8]
+    gr, r = _pair(list(g), g)
+    assert (r["gap"], r["gap_ci95"], r["verdict"], r["interval"]) == (0.0, [0.0, 0.0], "tie", "paired")
+
+
+def test_no_spread_is_undetermined_never_a_zero_width_verdict():
+    """Both sides constant at different values and a constant non-zero paired difference: no spread to
+    estimate (scipy 1.17 returns the zero-width [10, 10] with a precision-loss warning), so no interval
+    and "undetermined"."""
+    gr, r = _pair([40.0, 40.0, 40.0], [30.0, 30.0], a_seeds=[0, 1, 2])        # seeds differ: Welch
+    assert r["interval"] == "welch" and r["gap"] == 10.0 and r["gap_ci95"] is None and r["verdict"] == "undetermined"
+    gr, r = _pair([41.0, 42.0, 43.0], [31.0, 32.0, 33.0])                  # paired, d = 10 on every seed
+    assert r["interval"] == "paired" and r["gap_ci95"] is None and r["verdict"] == "undetermined"
+    assert cmp.welch_ci([5.0, 5.0], [5.0, 5.0]) == (0.0, [0.0, 0.0])
+
+
+def test_welch_when_seeds_differ_matches_scipy():
+    a, g = [70.1, 71.9, 73.2], [66.0, 70.5, 61.2]
+    gr, r = _pair(a, g, a_seeds=[3, 4, 5])
+    ci = stats.ttest_ind(a, g, equal_var=False).confidence_interval(0.95)
+    assert r["interval"] == gr["interval"] == "welch" and r["gap_ci95"] == pytest.approx([ci.low, ci.high])
+
+
+def test_every_row_names_its_interval():
+    rows = cmp.compare(GRID, ANALYTIC)
+    assert all(r["interval"] == "paired" and r["es_interval"] == "paired" for r in rows)   # seeds 0, 1 everywhere
+    assert all(set(r["top1_per_seed"]) == {"0", "1"} for r in rows)
+
+
+@pytest.mark.parametrize("ci, direction, word", [
+    ([1.0, 3.0], 1, "reproduced"), ([-3.0, -1.0], -1, "reproduced"),
+    ([-3.0, -1.0], 1, "contradicted"), ([1.0, 3.0], -1, "contradicted"),
+    ([-1.9, 17.0], 1, "not significant"), (None, 1, "not significant"), ([math.nan, math.nan], -1, "not significant"),
+])
+def test_paper_wording(ci, direction, word):
+    assert cmp.paper_wording(ci, direction) == word
+    assert cmp.verdict(ci) in cmp.VERDICTS
+
+
+def test_paper_wording_needs_a_direction():
+    with pytest.raises(ValueError, match="paper_direction=0"):
+        cmp.paper_wording([1.0, 2.0], 0)
 
 
 def test_cost_counts_every_trial_search_and_pilots():
@@ -177,7 +249,8 @@ def test_report_files_written(tmp_path, selection):
     assert ("oracle" in md) == (selection == "test")
     assert "LR protocol: grid searched, analytic searched" in md.splitlines()[0]
     lo, hi = a["gap_ci95"]
-    assert f"| {a['gap']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {a['verdict']} |" in md
+    assert f"| {a['gap']:+.2f} [{lo:+.2f}, {hi:+.2f}] paired | {a['verdict']} |" in md
+    assert ca["interval"] == "paired" and ca["top1_per_seed"] == f"0={a['top1_per_seed']['0']:.6f},1={a['top1_per_seed']['1']:.6f}"
     assert f"{a['top1_mean']:.2f} ± {a['top1_sem']:.2f}" in md
     es_other = {"val": "56.00 ± 1.00 (q=0.3, lr=0.1)", "test": "66.00 ± 1.00 (q=0.7, lr=0.01)"}[selection]
     assert es_other in next(line for line in md.splitlines() if line.startswith("| gce | grid |"))  # ES chose elsewhere
