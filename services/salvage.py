@@ -2,9 +2,10 @@
 
 A driver killed with SIGKILL can leave Tune's own experiment state cut short (Tune 2.60 writes
 ``experiment_state-<time>.json`` in place) and any file it was copying half-written. What survives is
-what each trial wrote once, itself: its checkpoints, each holding the full engine state after a finished
-epoch (``state.pt``, with the trial's elapsed time) or a non-finite-loss marker, and ``spec.json`` (the
-``TrialSpec``, with its stable ``key``). So ``--resume`` never reads Tune's state; it
+what each trial wrote once, itself: its checkpoints (``services.checkpoint``), each holding the full engine
+state after a finished epoch (with the trial's elapsed time) or a non-finite-loss marker, and the
+``TrialSpec`` with its stable ``key`` (which covers everything the trial computes: a pilot's checkpoint
+never continues a main trial). So ``--resume`` never reads Tune's state; it
 
 1. re-derives the experiment's trial list from the request (the same specs, the same keys);
 2. scans every checkpoint of the experiment (Tune trial folders, and ``train/<run name>/`` for multi-worker
@@ -19,14 +20,13 @@ Nothing is deleted or rewritten; a resumed run adds trial folders beside the old
 """
 from __future__ import annotations
 
-import json
-
 from pyarrow import fs as pafs
 
+from services import checkpoint as ckpt
 from services import storage as st
 from services.results import run_row
 from services.spec import TrialSpec
-from services.trainer import SPEC_FILE, _restore, accounting
+from services.trainer import accounting
 
 
 def _entries(storage: st.Storage, *parts: str):
@@ -34,22 +34,6 @@ def _entries(storage: st.Storage, *parts: str):
         return storage.fs.get_file_info(pafs.FileSelector(storage.path(*parts)))
     except (FileNotFoundError, OSError):
         return []
-
-
-def _read_checkpoint(storage: st.Storage, path: str) -> dict:
-    """{"nonfinite": reason} or {"state": engine state} of one checkpoint folder, read as a resumed
-    trial reads it (``trainer._restore``), with {"spec": spec dict} where the checkpoint holds one."""
-    from ray import tune
-
-    from robustloss_core.engine import NonFiniteLossError
-
-    try:
-        content = {"state": _restore(tune.Checkpoint(path, filesystem=storage.fs))}
-    except NonFiniteLossError as exc:
-        content = {"nonfinite": str(exc)}
-    with storage.fs.open_input_stream(f"{path}/{SPEC_FILE}") as f:
-        content["spec"] = json.loads(f.read().decode())
-    return content
 
 
 def _progress(content: dict | None) -> float:
@@ -78,9 +62,11 @@ def scan(storage: st.Storage, name: str) -> dict:
                 continue
             path = storage.path(*folder, e.base_name)
             try:
-                content = _read_checkpoint(storage, path)
-                key = content["spec"]["key"]
+                content = ckpt.read(storage, path)
+                key = content["key"]
             except Exception:  # truncated or half-copied (torch/zip/pickle/json errors vary): skip it
+                continue
+            if key is None:    # belongs to no trial of today's format (services.checkpoint.key_of)
                 continue
             prev = found.get(key)
             if prev is None or _progress(content) > _progress(prev["content"]):

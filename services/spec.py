@@ -10,8 +10,13 @@ validation split (``fixed``: TrainConfig fields) and Ray resources — is the sa
 and reaches the trial through ``tune.with_parameters`` as a ``Fixed``. The trial rebuilds its spec with
 ``TrialSpec.from_hparams(fixed, config)``. Grid, Optuna and analytic trials all have this one shape.
 
-A trial's identity is ``TrialSpec.key``: a hash of its full training configuration, stable across runs
-and processes; resume (``services.salvage``) matches checkpoints to trials by it.
+A trial's identity is ``TrialSpec.key``: a hash of everything that decides what it computes — its
+hyperparameters and the TrainConfig fields (``Fixed.train``), which together are exactly the dict
+``engine.train`` runs (``train_config``) — stable across runs and processes; resume
+(``services.salvage``) matches checkpoints to trials by it. A trial that trains differently (a pilot's
+shorter ``epochs``) has its own ``Fixed.train``, so its own key. What does not change the computation is
+record, not identity: the role ("main" or "pilot"), the resources and checkpoint policy, the experiment
+name, and the per-trial ``extras`` (where to resume from, a test's fault injection).
 """
 from __future__ import annotations
 
@@ -86,14 +91,19 @@ class Resources:
 
 @dataclass(frozen=True)
 class Fixed:
-    """What every trial of one experiment shares: TrainConfig fields (``train``) and resources."""
+    """What every trial of one sweep shares: TrainConfig fields (``train``), resources and the trials' role."""
 
     train: dict
     resources: Resources = Resources()
     experiment: str = ""
-    # per-trial extras that are not hyperparameters, by TrialSpec.key: {"resume_from": path,
-    # "fault_injection": {...}, "role": "pilot", "epochs": n}
+    # per-trial settings that do not change what a trial computes, by TrialSpec.key:
+    # {"resume_from": path, "fault_injection": {...}} (EXTRA_KEYS)
     extras: dict = field(default_factory=dict)
+    role: str = "main"                  # "pilot": charged to cost, never a selection candidate
+
+
+EXTRA_KEYS = ("fault_injection", "resume_from")
+SPEC_FORMAT = 2   # spec.json written since the pilots' epochs are part of Fixed.train (and so of the key)
 
 
 def split_hparams(hp: dict) -> tuple[dict, dict]:
@@ -126,9 +136,12 @@ class TrialSpec:
         hp.setdefault("seed", int(fixed.train.get("seed", 0)))
         hp.setdefault("logit_bias", float(fixed.train.get("logit_bias", 0.0)))
         hp["seed"], hp["logit_bias"], hp["lr"] = int(hp["seed"]), float(hp["logit_bias"]), float(hp["lr"])
-        spec = cls(hparams=hp, fixed=fixed)
+        spec = cls(hparams=hp, fixed=fixed, role=fixed.role)
         extra = fixed.extras.get(spec.key, {})
-        return dataclasses.replace(spec, **{k: v for k, v in extra.items() if k in ("role", "fault_injection", "resume_from")})
+        unknown = sorted(set(extra) - set(EXTRA_KEYS))
+        if unknown:   # anything else would change the computation: it belongs in hparams or Fixed.train
+            raise ValueError(f"per-trial extras {unknown} are not allowed; allowed: {', '.join(EXTRA_KEYS)}")
+        return dataclasses.replace(spec, **extra)
 
     # ---------------------------------------------------------------------------- derived views
     @property
@@ -150,14 +163,13 @@ class TrialSpec:
     def train_config(self) -> dict:
         """The TrainConfig dict ``robustloss_core.engine.train`` runs."""
         main, params = split_hparams(self.hparams)
-        epochs = self.fixed.extras.get(self.key, {}).get("epochs")
-        return {**self.fixed.train, **main, "loss_params": params, **({"epochs": epochs} if epochs else {})}
+        return {**self.fixed.train, **main, "loss_params": params}
 
     @property
     def key(self) -> str:
-        """Stable identity: a hash of the training configuration (hyperparameters + fixed TrainConfig)."""
-        text = json.dumps({"hp": self.hparams, "train": self.fixed.train}, sort_keys=True, default=str)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        """Stable identity: a hash of the two inputs of ``train_config`` (hyperparameters + fixed TrainConfig),
+        so of everything the trial computes; the same formula since the first release, so stored keys hold."""
+        return spec_key(self.hparams, self.fixed.train)
 
     @property
     def run_name(self) -> str:
@@ -179,12 +191,20 @@ class TrialSpec:
         """JSON form (``spec.json`` in every checkpoint)."""
         return {"hparams": self.hparams, "train": self.fixed.train,
                 "resources": dataclasses.asdict(self.fixed.resources), "experiment": self.fixed.experiment,
-                "role": self.role, "key": self.key}
+                "role": self.role, "key": self.key, "format": SPEC_FORMAT}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialSpec":
-        fixed = Fixed(train=d["train"], resources=Resources(**d.get("resources", {})), experiment=d.get("experiment", ""))
-        return cls(hparams=dict(d["hparams"]), fixed=fixed, role=d.get("role", "main"))
+        role = d.get("role", "main")
+        fixed = Fixed(train=d["train"], resources=Resources(**d.get("resources", {})), experiment=d.get("experiment", ""),
+                      role=role)
+        return cls(hparams=dict(d["hparams"]), fixed=fixed, role=role)
+
+
+def spec_key(hparams: dict, train: dict) -> str:
+    """The 12-hex-digit identity of a trial training ``train`` (TrainConfig fields) with ``hparams``."""
+    text = json.dumps({"hp": hparams, "train": train}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def _short(v) -> str:

@@ -22,7 +22,6 @@ The folder is the single source of truth: Tune's files, ``robustloss.json`` (wha
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -32,13 +31,14 @@ import pickle
 import time
 from dataclasses import dataclass, field
 
+from services import _private_api as private
 from services import salvage, timeline
 from services import storage as st
 from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv
 from services.spec import Fixed, Resources, TrialSpec, varied_keys
 from services.trainer import run_trial
 
-__all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "analytic_hparams", "calibrate_losses", "OptunaSpace",
+__all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "calibrate_losses", "OptunaSpace",
            "SweepResult", "run_row", "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
 
 OPTUNA_JOURNAL = "optuna.journal"
@@ -61,18 +61,6 @@ def grid_hparams(losses: list[str], grids: dict, lrs: list[float], seeds: int, l
             for bias, lr, seed in itertools.product(biases, lrs, range(seeds)):
                 out.append({"loss": loss, "lr": float(lr), "seed": seed, "logit_bias": float(bias),
                             **dict(zip(names, values))})
-    return out
-
-
-def analytic_hparams(calibration: dict, lrs: list[float] | dict, seeds: int) -> list[dict]:
-    """The computed parameters per loss × learning rates (a list: the LR search of the ``searched``
-    protocol; or ``{loss: [lr]}``) × seeds. The analytic method removes the loss-parameter dimension only."""
-    out = []
-    for loss, cal in calibration.items():
-        loss_lrs = lrs[loss] if isinstance(lrs, dict) else lrs
-        for lr, seed in itertools.product(loss_lrs, range(seeds)):
-            out.append({"loss": loss, "lr": float(lr), "seed": seed,
-                        "logit_bias": float(cal["logit_bias"]), **cal["params"]})
     return out
 
 
@@ -153,29 +141,9 @@ def _trial_list_searcher(hparams: list[dict]):
 
 def _optuna_searcher(space, study_name: str, storage_url, seed: int, epochs: int, metric: str):
     """``OptunaSearch`` on a persistent study; a trial ASHA stopped before its last epoch is told to
-    Optuna as PRUNED (not COMPLETE), one that raised as FAIL."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    class PersistentOptunaSearch(OptunaSearch):
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            ot_trial = self._ot_trials[trial_id]
-            value = (result or {}).get(self.metric)
-            if error or value is None:
-                state, value = optuna.trial.TrialState.FAIL, None
-            elif int((result or {}).get("epoch", 0)) < epochs:
-                state, value = optuna.trial.TrialState.PRUNED, None
-            else:
-                state = optuna.trial.TrialState.COMPLETE
-            if state != optuna.trial.TrialState.COMPLETE and value is None and result:
-                ot_trial.report(float(result.get(self.metric) or 0.0), int(result.get("epoch", 0)))
-            self._ot_study.tell(ot_trial, value, state=state)
-            self._completed_trials.add(trial_id)
-
-    return PersistentOptunaSearch(space=space, metric=metric, mode="max", seed=seed,
-                                  study_name=study_name, storage=storage_url)
+    Optuna as PRUNED (not COMPLETE), one that raised as FAIL (``_private_api.persistent_optuna_search``)."""
+    return private.persistent_optuna_search(space, metric=metric, seed=seed, study_name=study_name,
+                                            storage=storage_url, epochs=epochs)
 
 
 ASHA_REDUCTION = 3
@@ -228,18 +196,7 @@ class SweepResult:
 # ----------------------------------------------------------------------------- the Tune run
 def _callbacks(kinds: list[str], varied: list[str], name: str, storage: st.Storage) -> list:
     """Tune logger callbacks: TensorBoard (HParams restricted to what varies), plus ``mlflow``/``wandb``."""
-    from ray.tune.logger import TBXLoggerCallback
-
-    class VariedHParamsTBX(TBXLoggerCallback):
-        def _try_log_hparams(self, trial, result):
-            full = trial.evaluated_params
-            trial.evaluated_params = {k: v for k, v in full.items() if k in varied or k in ("loss", "lr")}
-            try:
-                super()._try_log_hparams(trial, result)
-            finally:
-                trial.evaluated_params = full
-
-    out = [VariedHParamsTBX()]
+    out = [private.varied_hparams_tbx(varied)]
     for kind in kinds:
         out.append(TRACKERS[kind](name, storage))
     return out
@@ -302,32 +259,10 @@ def progress_reporter(varied: list[str], location: str | None = None):
     """Tune's status table: the searched hyperparameters and the latest epoch's metrics. Its
     "Result logdir:" line names ``location`` (the experiment in the storage), not the driver's staging
     folder under Ray's temporary directory that Tune would print."""
-    from ray.tune import CLIReporter
-
-    class StorageReporter(CLIReporter):
-        # Tune's "Current best trial" line looks up every parameter column in the best trial's config and
-        # raises KeyError where that trial lacks one (an Optuna trial of another loss has no `q`): Tune's
-        # own line is off, and this one names the parameters the best trial has.
-        def _current_best_trial(self, trials):
-            return None, None
-
-        def _progress_str(self, trials, done, *sys_info, **kwargs):
-            lines = super()._progress_str(trials, done, *sys_info, **kwargs).split("\n")
-            if location is not None:
-                lines = [f"Result logdir: {location}" if ln.startswith("Result logdir: ") else ln for ln in lines]
-            best, metric = CLIReporter._current_best_trial(self, trials)
-            if best is not None:
-                config = best.last_result.get("config", {})
-                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in ((k, config[k]) for k in params if k in config))
-                at = next((i for i, ln in enumerate(lines) if ln.startswith("Number of trials")), len(lines))
-                lines.insert(at, f"Current best trial: {best.trial_id} with {metric}={best.last_result.get(metric)} ({shown})")
-            return "\n".join(lines)
-
     params = ["loss"] + [k for k in varied if k != "loss"] + [k for k in ("lr",) if k not in varied]
-    return StorageReporter(parameter_columns=params, max_report_frequency=30, max_column_length=24,
-                           metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_top1": "val",
-                                           "test_top1": "test", "trial_seconds": "seconds"})
+    return private.storage_reporter(params, location, max_report_frequency=30, max_column_length=24,
+                                    metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_top1": "val",
+                                                    "test_top1": "test", "trial_seconds": "seconds"})
 
 
 def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict], *, resume: bool = False,
@@ -339,12 +274,13 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     ``search="grid"``: every dict in ``hparams`` is one trial.
     ``search="optuna"``: Optuna TPE samples ``num_samples`` configurations from ``search_space``, ASHA
     stops weak trials early on noisy-validation top-1; the study persists (``optuna_storage``).
-    ``extras``: {TrialSpec.key: {"fault_injection"|"role"|"epochs": ...}} per-trial settings.
+    ``extras``: {TrialSpec.key: {"fault_injection"|"resume_from": ...}} per-trial settings that do not change
+    what a trial computes (``spec.EXTRA_KEYS``); what does (a pilot's epochs) is in ``fixed.train``.
     """
     resources = fixed.resources
     if search == "optuna":   # ASHA may stop a trial at any rung: checkpoint there as well
         resources = dataclasses.replace(resources, checkpoint_epochs=asha_rungs(int(fixed.train["epochs"])))
-    fixed = Fixed(train=fixed.train, resources=resources, experiment=name, extras=dict(extras or {}))
+    fixed = dataclasses.replace(fixed, resources=resources, experiment=name, extras=dict(extras or {}))
     specs = [TrialSpec.from_hparams(fixed, hp) for hp in hparams]
     varied = varied_keys(specs) if search == "grid" else search_space.keys()
     wall0 = time.time()
@@ -399,42 +335,6 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
 
 
-@contextlib.contextmanager
-def _light_callback_telemetry():
-    """Ray's usage telemetry (``ray.air._internal.usage._count_callbacks``, run by every ``Tuner.fit``)
-    imports the MLflow, W&B, Comet and Aim integrations to classify the callbacks, which imports mlflow
-    and wandb themselves when installed: 2.2 s of a sweep's start on this machine (measured, Ray 2.60).
-    For the run, count our callbacks by class name without those imports; the tag Ray records is the same
-    for the callbacks a robustloss sweep passes (Tune's own loggers, ours, MLflow/W&B when asked, which are
-    then imported anyway). If Ray renames the function, nothing is patched."""
-    from ray.air._internal import usage
-
-    original = getattr(usage, "_count_callbacks", None)
-    if original is None:
-        yield
-        return
-
-    from ray.tune import Callback
-    from ray.tune.logger import LoggerCallback
-
-    def count(callbacks):
-        counts: dict[str, int] = {}
-        for cb in callbacks or []:
-            if not isinstance(cb, Callback):
-                continue
-            name = type(cb).__name__
-            key = name if name in ("MLflowLoggerCallback", "WandbLoggerCallback") else (
-                "CustomLoggerCallback" if isinstance(cb, LoggerCallback) else "CustomCallback")
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    usage._count_callbacks = count
-    try:
-        yield
-    finally:
-        usage._count_callbacks = original
-
-
 class _InterruptNote(logging.Filter):
     """Sees Tune's "Experiment has been interrupted" warning (Tune handles SIGINT itself and returns from
     ``fit``) and drops it: its advice, ``Tuner.restore(...)``, is not how a robustloss sweep resumes."""
@@ -452,9 +352,8 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
     """``run_trial`` as a Tune function trainable whose actor names its trial: the dashboard's Actors
     view shows each trial's ``repr`` — loss, varied parameters, ε, lr, seed — instead of ``run_trial``."""
     from ray import tune
-    from ray.tune.trainable.function_trainable import wrap_function
 
-    base = wrap_function(tune.with_parameters(run_trial, fixed=fixed, storage=storage))
+    base = private.function_trainable(tune.with_parameters(run_trial, fixed=fixed, storage=storage))
 
     class RobustlossTrial(base):
         def setup(self, config):
@@ -508,7 +407,7 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
     tune_logger.addFilter(interrupted)
     timeline.mark("fit_start")
     try:
-        with _light_callback_telemetry():
+        with private.light_callback_telemetry():
             results = tune.Tuner(trainable, param_space={}, tune_config=tune_config, run_config=run_config).fit()
     finally:
         tune_logger.removeFilter(interrupted)
@@ -544,7 +443,7 @@ def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
         hit = found.get(spec.key)
         if t.state == optuna.trial.TrialState.RUNNING or t.state == optuna.trial.TrialState.WAITING:
             if t.state == optuna.trial.TrialState.RUNNING:
-                study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+                private.fail_trial(study, t)
             study.enqueue_trial(dict(t.params), skip_if_exists=False)
             enqueue.append(dataclasses.replace(spec, resume_from=hit["checkpoint"]) if hit else spec)
             continue
@@ -560,7 +459,11 @@ def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
 
 
 def write_summary(storage: st.Storage, result: SweepResult, **extra) -> dict:
-    """``summary.json`` (= ``--json-out`` payload) and ``summary.csv`` into the experiment folder."""
+    """``summary.json`` (= ``--json-out`` payload) and ``summary.csv`` into the experiment folder; its rows are
+    every trial of the experiment's folder, finished rows never dropped (``services.resume.all_rows``)."""
+    from services.resume import all_rows
+
+    result.rows = all_rows(storage, result.name, result.rows)
     summary = {"experiment": result.name, "location": result.location, "wall_seconds": result.wall_seconds,
                "runs": result.rows, "timings": timeline.marks(), "driver_peak_rss_mb": timeline.peak_rss_mb(), **extra}
     storage.write_json(summary, result.name, st.SUMMARY)

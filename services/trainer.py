@@ -6,10 +6,10 @@ settings as ``fixed`` (``tune.with_parameters``); ``run_trial`` rebuilds the spe
 
 Two ways a trial runs (``run_trial`` picks per spec):
 
-* ``num_workers == 1``: the engine runs *inside the Tune function*. A Ray Train run costs ~23 s of
-  fixed start-up (controller, worker group, process group) on top of its epochs, while a Tune
-  function trial costs ~2.5 s; for the single-process trials that make up most sweeps (MLPs,
-  ResNet-32 on one GPU or a GPU fraction) that start-up would dominate, and DDP buys nothing.
+* ``num_workers == 1``: the engine runs *inside the Tune function*: a Ray Train run's fixed start-up
+  (controller, worker group, process group) is many times a Tune function trial's (benchmarks/README.md
+  §3), and for the single-process trials that make up most sweeps (MLPs, ResNet-32 on one GPU or a GPU
+  fraction) it would dominate while DDP buys nothing.
 * ``num_workers > 1``: the Tune function is a *driver* that builds a ``TorchTrainer`` (DDP over
   ``num_workers`` Ray Train workers, gloo on CPU, NCCL on GPU) and forwards every epoch's metrics
   to Tune with ``TuneReportCallback``.
@@ -18,31 +18,28 @@ Either way each epoch reports the engine's metrics plus the compute accounting
 (``trial_seconds`` wall time since the trial first started, start-up included and accumulated over
 restarts; ``worker_seconds`` = trial_seconds × workers; ``gpu_seconds`` = trial_seconds × GPUs) and,
 where the checkpoint policy says so (``Resources.checkpoint_due``: the last epoch, every N epochs, every
-M seconds, ASHA rungs), a checkpoint of the full engine state and ``spec.json`` (the TrialSpec), so a
-retried or resumed trial continues from its newest checkpoint and a checkpoint says which trial it
+M seconds, ASHA rungs), a checkpoint (``services.checkpoint``: the full engine state and the TrialSpec),
+so a retried or resumed trial continues from its newest checkpoint and a checkpoint says which trial it
 belongs to.
 
 Many short trials: grid and analytic sweeps reuse the trial actors (services.sweeps), so one worker runs trial
-after trial; imports, torch's lazy start-up (the first optimiser imports torch._dynamo, 2 s here) and
+after trial; imports, torch's lazy start-up (the first optimiser imports torch._dynamo) and
 the dataset (``datasets.build_dataset(cache=True)``) are paid once per worker, not per trial.
 """
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import tempfile
 import time
 
 from robustloss_core import engine
 from robustloss_core.config import TrainConfig
+from services import checkpoint as ckpt
 from services import timeline
 from services.cluster import VERBOSE_ENV
 from services.spec import Fixed, TrialSpec
-
-STATE_FILE = "state.pt"
-NONFINITE_FILE = "nonfinite.json"
-SPEC_FILE = "spec.json"   # the trial spec, in every checkpoint: a checkpoint says which trial it belongs to
 
 
 class InjectedFault(RuntimeError):
@@ -53,26 +50,6 @@ def accounting(spec: TrialSpec, elapsed: float) -> dict:
     """Compute a trial has used after ``elapsed`` wall seconds (start-up and earlier restarts included)."""
     return {"trial_seconds": elapsed, "worker_seconds": elapsed * spec.num_workers,
             "gpu_seconds": elapsed * spec.resources.gpus}
-
-
-def _restore(checkpoint) -> dict | None:
-    """Engine state saved in a Ray checkpoint; re-raises a recorded non-finite loss at once."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        marker = os.path.join(d, NONFINITE_FILE)
-        if os.path.exists(marker):
-            with open(marker) as f:
-                raise engine.NonFiniteLossError(json.load(f)["reason"])
-        return engine.load_checkpoint(os.path.join(d, STATE_FILE))
-
-
-def _write_spec(spec: TrialSpec, folder: str) -> None:
-    """Put the trial spec beside a checkpoint's state. The trial writes its checkpoints to the storage
-    itself, once, while Tune's driver re-copies ``params.json`` at every snapshot, so a killed driver can
-    leave ``params.json`` cut short but not this copy (services/salvage.py reads it)."""
-    with open(os.path.join(folder, SPEC_FILE), "w") as f:
-        json.dump(spec.to_dict(), f)
 
 
 def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool, started: float, prior: float,
@@ -112,8 +89,7 @@ def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool,
             checkpoint = None
             if state is not None:
                 state["robustloss_elapsed"] = elapsed
-                engine.save_checkpoint(state, os.path.join(d, STATE_FILE))
-                _write_spec(spec, d)
+                ckpt.write(d, spec, state=state)
                 checkpoint = make_checkpoint(d)
                 clock["checkpoints"] += 1
                 clock["last_checkpoint"] = now
@@ -131,9 +107,7 @@ def _epoch_reporter(spec: TrialSpec, report, make_checkpoint, *, is_rank0: bool,
 def _record_nonfinite(exc: Exception, spec: TrialSpec, report, make_checkpoint, last_metrics: dict) -> None:
     """Store a non-finite-loss marker as the latest checkpoint so retries fail at once, not retrain."""
     with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, NONFINITE_FILE), "w") as f:
-            json.dump({"reason": str(exc)}, f)
-        _write_spec(spec, d)
+        ckpt.write(d, spec, nonfinite=str(exc))
         report({**last_metrics, "error": str(exc)}, checkpoint=make_checkpoint(d))
 
 
@@ -151,7 +125,7 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
     config = spec.train_config()
     if device is not None:
         config["device"] = device
-    resume = _restore(checkpoint)
+    resume = ckpt.restore(checkpoint)
     prior = float(resume.get("robustloss_elapsed", 0.0)) if resume else 0.0
     started = started if (resume is None and started) else time.time()
     on_epoch = _epoch_reporter(spec, report, make_checkpoint, is_rank0=is_rank0, started=started, prior=prior,
@@ -181,9 +155,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    spec = TrialSpec.from_dict(config["spec"])
-    spec = TrialSpec(hparams=spec.hparams, fixed=spec.fixed, role=spec.role,
-                     fault_injection=config.get("fault_injection"))
+    spec = dataclasses.replace(TrialSpec.from_dict(config["spec"]), fault_injection=config.get("fault_injection"))
     device = str(ray.train.torch.get_device()) if spec.resources.use_gpu else "cpu"
     rank0 = ray.train.get_context().get_world_rank() == 0
     tracking = config.get("tracking") or {}

@@ -9,7 +9,8 @@ from robustloss_core.engine import STATE_FORMAT
 from services import salvage
 from services.spec import Fixed, Resources, TrialSpec
 from services.storage import resolve_storage
-from services.trainer import NONFINITE_FILE, SPEC_FILE, STATE_FILE, _run_engine
+from services.checkpoint import NONFINITE_FILE, SPEC_FILE, STATE_FILE
+from services.trainer import _run_engine
 
 FIXED = Fixed(train={"dataset": "synthetic", "epochs": 4, "batch_size": 8, "val_fraction": 0.0,
                      "dataset_args": {"classes": 4, "train_per_class": 8, "test_per_class": 4}},

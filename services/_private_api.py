@@ -1,0 +1,149 @@
+"""Every use of Ray Tune's and Optuna's private API in ``services``, fenced in one module.
+
+Ray and Optuna may rename or change any of these in a minor release without notice. Each one is used
+only here, was checked against the versions below, and has a test in ``tests/services/test_private_api.py``
+that exercises it (not just looks it up), so an upgrade fails a test, not a sweep. After an upgrade:
+run that file, fix what fails, then update the versions here.
+
+Ray (``RAY_CHECKED``):
+  * ``TBXLoggerCallback._try_log_hparams(trial, result)`` — :func:`varied_hparams_tbx`: TensorBoard's
+    HParams restricted to the hyperparameters that vary (Tune logs every config key).
+  * ``CLIReporter._progress_str(trials, done, *sys_info, ...)`` and ``CLIReporter._current_best_trial(trials)``
+    — :func:`storage_reporter`: the status table's "Result logdir:" names the storage, and its "Current
+    best trial" line does not raise KeyError for a parameter the best trial lacks.
+  * ``ray.air._internal.usage._count_callbacks(callbacks)`` — :func:`light_callback_telemetry`.
+  * ``ray.tune.trainable.function_trainable.wrap_function`` — :func:`function_trainable`: the class Tune
+    makes of a function trainable, subclassed so a trial's actor is named after its hyperparameters.
+  * ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials`` — :func:`persistent_optuna_search`.
+Optuna (``OPTUNA_CHECKED``):
+  * ``Study._storage.set_trial_state_values`` and ``FrozenTrial._trial_id`` — :func:`fail_trial`: mark a
+    trial a killed driver left RUNNING as FAIL (the public ``Study.tell`` refuses trials it did not ask).
+"""
+from __future__ import annotations
+
+import contextlib
+
+RAY_CHECKED = "2.60.0"
+OPTUNA_CHECKED = "5.1.0"
+
+
+def varied_hparams_tbx(varied: list[str]):
+    """A ``TBXLoggerCallback`` whose HParams are ``loss``, ``lr`` and the ``varied`` keys only."""
+    from ray.tune.logger import TBXLoggerCallback
+
+    class VariedHParamsTBX(TBXLoggerCallback):
+        def _try_log_hparams(self, trial, result):
+            full = trial.evaluated_params
+            trial.evaluated_params = {k: v for k, v in full.items() if k in varied or k in ("loss", "lr")}
+            try:
+                super()._try_log_hparams(trial, result)
+            finally:
+                trial.evaluated_params = full
+
+    return VariedHParamsTBX()
+
+
+def storage_reporter(params: list[str], location: str | None, **kwargs):
+    """Tune's ``CLIReporter`` with ``parameter_columns=params`` whose "Result logdir:" line names ``location``
+    (the experiment in the storage, not the driver's staging folder) and whose "Current best trial" line
+    shows only the parameters the best trial has (Tune's own raises KeyError for an Optuna trial of another
+    loss, which has no ``q``)."""
+    from ray.tune import CLIReporter
+
+    class StorageReporter(CLIReporter):
+        def _current_best_trial(self, trials):
+            return None, None     # Tune's line is off; ours is inserted below
+
+        def _progress_str(self, trials, done, *sys_info, **kw):
+            lines = super()._progress_str(trials, done, *sys_info, **kw).split("\n")
+            if location is not None:
+                lines = [f"Result logdir: {location}" if ln.startswith("Result logdir: ") else ln for ln in lines]
+            best, metric = CLIReporter._current_best_trial(self, trials)
+            if best is not None:
+                config = best.last_result.get("config", {})
+                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in ((k, config[k]) for k in params if k in config))
+                at = next((i for i, ln in enumerate(lines) if ln.startswith("Number of trials")), len(lines))
+                lines.insert(at, f"Current best trial: {best.trial_id} with {metric}={best.last_result.get(metric)} ({shown})")
+            return "\n".join(lines)
+
+    return StorageReporter(parameter_columns=params, **kwargs)
+
+
+@contextlib.contextmanager
+def light_callback_telemetry():
+    """Ray's usage telemetry (``ray.air._internal.usage._count_callbacks``, run by every ``Tuner.fit``)
+    imports the MLflow, W&B, Comet and Aim integrations to classify the callbacks, which imports mlflow
+    and wandb themselves when installed (seconds of a sweep's start: benchmarks/README.md §10). For the
+    run, count the callbacks by class name without those imports; the tag Ray records is the same for the
+    callbacks a robustloss sweep passes (Tune's own loggers, ours, MLflow/W&B when asked, which are then
+    imported anyway). If Ray renames the function, nothing is patched (and the fence's test fails)."""
+    from ray.air._internal import usage
+
+    original = getattr(usage, "_count_callbacks", None)
+    if original is None:
+        yield
+        return
+    usage._count_callbacks = count_callbacks
+    try:
+        yield
+    finally:
+        usage._count_callbacks = original
+
+
+def count_callbacks(callbacks) -> dict[str, int]:
+    """What ``usage._count_callbacks`` returns for a robustloss sweep's callbacks, without its imports."""
+    from ray.tune import Callback
+    from ray.tune.logger import LoggerCallback
+
+    counts: dict[str, int] = {}
+    for cb in callbacks or []:
+        if not isinstance(cb, Callback):
+            continue
+        name = type(cb).__name__
+        key = name if name in ("MLflowLoggerCallback", "WandbLoggerCallback") else (
+            "CustomLoggerCallback" if isinstance(cb, LoggerCallback) else "CustomCallback")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def function_trainable(trainable):
+    """The Trainable class Tune builds from a function trainable (what ``Tuner`` would wrap it in)."""
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    return wrap_function(trainable)
+
+
+def persistent_optuna_search(space, *, metric: str, seed: int, study_name: str, storage, epochs: int):
+    """``OptunaSearch`` (mode max) on a persistent study that tells Optuna the truth about each trial: a
+    trial ASHA stopped before its last epoch is PRUNED (with its last value reported), one that raised or
+    reported no metric is FAIL, one that reached ``epochs`` is COMPLETE."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    class PersistentOptunaSearch(OptunaSearch):
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            value = (result or {}).get(self.metric)
+            if error or value is None:
+                state, value = optuna.trial.TrialState.FAIL, None
+            elif int((result or {}).get("epoch", 0)) < epochs:
+                state, value = optuna.trial.TrialState.PRUNED, None
+            else:
+                state = optuna.trial.TrialState.COMPLETE
+            if state != optuna.trial.TrialState.COMPLETE and value is None and result:
+                ot_trial.report(float(result.get(self.metric) or 0.0), int(result.get("epoch", 0)))
+            self._ot_study.tell(ot_trial, value, state=state)
+            self._completed_trials.add(trial_id)
+
+    return PersistentOptunaSearch(space=space, metric=metric, mode="max", seed=seed, study_name=study_name,
+                                  storage=storage)
+
+
+def fail_trial(study, trial) -> None:
+    """Mark ``trial`` (a FrozenTrial of ``study``, RUNNING) as FAIL in the study's storage."""
+    import optuna
+
+    study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)

@@ -1,0 +1,87 @@
+"""One rule for what a loss trains with: :func:`resolve` turns a request plus a loss into the trial's
+learning rate(s), logit bias ε (with the σ and c it was computed from) and loss parameters, for every mode
+and for the pilots. ``services.app`` calls it in ``run_train``, ``run_grid``, ``run_analytic`` and ``_pilot``;
+nothing else decides these values.
+
+* learning rate (:func:`learning_rates`): ``--lr`` in ``--mode train`` and under the ``shared``
+  protocol; else, in a sweep, the searched ``lrs`` (``--lrs`` or the grid file's); else (``--mode
+  train``) the paper's MLP1024 rate for the loss (``presets.mlp_lr``, ``mae*`` when ε > 0) where the
+  dataset has one, else the dataset's training setup (``presets.TRAINING_SETUPS``, via ``base["lr"]``).
+  A pilot trains at the middle of these (:attr:`Setting.pilot_lr`).
+* σ of the initial logits (:func:`resolve_sigma`): ``--sigma``, or the model's measured one for ``--sigma auto``.
+* ε and the loss parameters: the calibration (analytic mode and pilots: ``theory.default_calibration``,
+  which applies Eq. 4 with σ and c for MAE*); else ``--logit-bias`` (``auto``: Eq. 4,
+  ``theory.logit_bias(K, c, σ)``) and ``--loss-params``. A grid sweeps its own ``logit_bias`` list where
+  its grid file gives one and trains at this ε otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from services.request import SweepRequest
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one loss of a request trains with."""
+
+    loss: str
+    lrs: tuple                  # the learning rates its main trials train at (one unless searched)
+    logit_bias: float           # ε
+    sigma: float | None         # σ of the initial logits ε was computed for (None: ε not from Eq. 4)
+    c: float                    # Eq. 4's target E[p_y]
+    params: dict = field(default_factory=dict)   # the loss's own parameters (a grid sweeps its own instead)
+
+    @property
+    def pilot_lr(self) -> float:
+        """A pilot's one learning rate: the middle of ``lrs`` (the upper middle for an even count)."""
+        return sorted(self.lrs)[len(self.lrs) // 2]
+
+    def hparams(self, seeds: int, *, lr: float | None = None, params: dict | None = None) -> list[dict]:
+        """Flat trial hyperparameters: each of ``lrs`` (or just ``lr``) × ``seeds`` seeds."""
+        return [{"loss": self.loss, "lr": float(one), "seed": seed, "logit_bias": float(self.logit_bias),
+                 **(self.params if params is None else params)}
+                for one in ((lr,) if lr is not None else self.lrs) for seed in range(seeds)]
+
+
+def resolve_sigma(req: "SweepRequest", measure: Callable[["SweepRequest"], float]) -> float:
+    """σ of the initial logits: ``--sigma``, or ``measure(req)`` for ``--sigma auto``."""
+    return measure(req) if req.sigma == "auto" else float(req.sigma)
+
+
+def learning_rates(req: "SweepRequest", loss: str, biased: bool, base: dict) -> tuple:
+    """The learning rates of ``loss`` (see the module docstring); ``base``: the request's TrainConfig fields."""
+    from robustloss_core import presets
+
+    if req.lr is not None and (req.mode == "train" or req.lr_protocol == "shared"):
+        return (float(req.lr),)
+    if req.mode != "train" and req.lrs:
+        return tuple(float(v) for v in req.lrs)
+    if base.get("model") == "mlp1024":
+        try:
+            return (float(presets.mlp_lr(loss, req.dataset, logit_bias=biased)),)
+        except ValueError:   # no published MLP1024 rate for this loss or dataset
+            pass
+    return (float(base["lr"]),)
+
+
+def resolve(req: "SweepRequest", loss: str, base: dict, *, calibration: dict | None = None, sigma: float | None = None,
+            measure: Callable[["SweepRequest"], float] | None = None) -> Setting:
+    """The ``Setting`` of ``loss``: from its ``calibration`` entry (``{"logit_bias", "params"}``, as
+    ``sweeps.calibrate_losses`` gives it, computed for ``sigma``) where given, else from the request's flags,
+    ``--logit-bias auto`` with σ from :func:`resolve_sigma` (``measure`` measures it for ``--sigma auto``, and is
+    called only then). ``base``: the request's TrainConfig fields."""
+    from robustloss_core import theory
+
+    c = float(req.bias_c)
+    if calibration is not None:
+        eps, params = float(calibration["logit_bias"]), dict(calibration["params"])
+    elif req.logit_bias == "auto":   # Eq. 4
+        sigma = resolve_sigma(req, measure) if sigma is None else sigma
+        eps, params = float(theory.logit_bias(req.num_classes, c=c, sigma=sigma)), dict(req.loss_params)
+    else:
+        eps, params = float(req.logit_bias), dict(req.loss_params)
+    return Setting(loss=loss, lrs=learning_rates(req, loss, eps > 0, base), logit_bias=eps, c=c, params=params,
+                   sigma=None if sigma is None else float(sigma))

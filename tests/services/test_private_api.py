@@ -1,0 +1,121 @@
+"""services/_private_api.py: each private Ray Tune / Optuna API robustloss uses, exercised against the
+installed versions, so an upgrade fails here, not in a sweep (then re-check and update the versions)."""
+import time
+
+import optuna
+import pytest
+import ray
+
+from services import _private_api as private
+
+
+def test_installed_versions_are_the_checked_ones():
+    assert ray.__version__ == private.RAY_CHECKED, (
+        f"Ray {ray.__version__} installed, services/_private_api.py was checked against {private.RAY_CHECKED}: "
+        "run tests/services/test_private_api.py, fix what fails, then update RAY_CHECKED")
+    assert optuna.__version__ == private.OPTUNA_CHECKED, (
+        f"Optuna {optuna.__version__} installed, services/_private_api.py was checked against "
+        f"{private.OPTUNA_CHECKED}: re-check it, then update OPTUNA_CHECKED")
+
+
+def test_count_callbacks_tags_a_sweeps_callbacks_as_ray_does():
+    """Ray's function is there with its one argument and its tags (calling it would import the MLflow and
+    W&B integrations: minutes on a busy 2-core machine); ours tags a sweep's callbacks the same way, and
+    the patch is put back."""
+    import inspect
+
+    from ray.air._internal import usage
+
+    from services import sweeps
+
+    original = usage._count_callbacks
+    source = inspect.getsource(original)
+    assert list(inspect.signature(original).parameters) == ["callbacks"]
+    assert '"CustomLoggerCallback"' in source and '"CustomCallback"' in source
+    callbacks = [private.varied_hparams_tbx(["q"]), sweeps._trial_clock(), object()]
+    assert private.count_callbacks(callbacks) == {"CustomLoggerCallback": 1, "CustomCallback": 1}
+    with private.light_callback_telemetry():
+        assert usage._count_callbacks is private.count_callbacks
+    assert usage._count_callbacks is original
+
+
+def test_tensorboard_hparams_are_the_varied_ones():
+    """_try_log_hparams writes HParams of loss, lr and the varied keys only, and leaves the trial as it was."""
+    tbx = private.varied_hparams_tbx(["q"])
+    summaries = []
+
+    class Trial:
+        evaluated_params = {"loss": "gce", "lr": 0.1, "q": 0.7, "seed": 0, "logit_bias": 0.0}
+
+    class Writer:
+        class file_writer:
+            add_summary = staticmethod(summaries.append)
+
+    trial = Trial()
+    tbx._trial_writer = {trial: Writer()}
+    tbx._try_log_hparams(trial, {"val_top1": 50.0})
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    assert len(summaries) == 3 and trial.evaluated_params["seed"] == 0
+    data = HParamsPluginData.FromString(summaries[0].value[0].metadata.plugin_data.content)
+    assert [h.name for h in data.experiment.hparam_infos] == ["loss", "lr", "q"]
+
+
+def test_status_table_names_the_storage_and_the_best_trials_own_parameters():
+    from ray.tune.experiment import Trial
+
+    class StubTrial(Trial):   # a trial outside a Tune run: no staging folder
+        local_experiment_path = "/tmp/ray/session/driver_artifacts"
+        local_path = None
+
+    a = StubTrial("run_trial", config={"loss": "gce", "q": 0.7, "lr": 0.1}, stub=True, trial_id="a1")
+    a.update_last_result({"config": {"loss": "gce", "q": 0.7, "lr": 0.1}, "val_top1": 55.0, "epoch": 2})
+    b = StubTrial("run_trial", config={"loss": "ce", "lr": 0.03}, stub=True, trial_id="b2")
+    b.update_last_result({"config": {"loss": "ce", "lr": 0.03}, "val_top1": 60.0, "epoch": 2})
+    reporter = private.storage_reporter(["loss", "q", "lr"], "/store/exp", metric_columns={"val_top1": "val"})
+    reporter.setup(start_time=time.time(), metric="val_top1", mode="max")
+    lines = reporter._progress_str([a, b], False).split("\n")
+    assert "Result logdir: /store/exp" in lines and not any("driver_artifacts" in ln for ln in lines)
+    # the best trial (ce) has no q: named with its own parameters instead of Tune's KeyError
+    assert "Current best trial: b2 with val_top1=60.0 (loss=ce, lr=0.03)" in lines
+
+
+def test_function_trainable_is_a_trainable_class():
+    from ray.tune import Trainable
+
+    cls = private.function_trainable(lambda config: None)
+    assert isinstance(cls, type) and issubclass(cls, Trainable) and callable(cls.reset_config)
+
+
+def _search(study_name, storage, epochs=4):
+    def space(trial):
+        trial.suggest_float("lr", 0.01, 0.1, log=True)
+
+    return private.persistent_optuna_search(space, metric="val_top1", seed=0, study_name=study_name,
+                                            storage=storage, epochs=epochs)
+
+
+def test_optuna_search_tells_the_study_complete_pruned_and_fail():
+    storage = optuna.storages.InMemoryStorage()
+    search = _search("s", storage)
+    for tid in ("done", "stopped", "broken"):
+        assert "lr" in search.suggest(tid)
+    search.on_trial_complete("done", {"val_top1": 70.0, "epoch": 4})
+    search.on_trial_complete("stopped", {"val_top1": 40.0, "epoch": 1})    # ASHA stopped it at a rung
+    search.on_trial_complete("broken", None, error=True)
+    search.on_trial_complete("done", {"val_top1": 0.0, "epoch": 4})        # told once only
+    states = [t.state for t in optuna.load_study(study_name="s", storage=storage).get_trials()]
+    S = optuna.trial.TrialState
+    assert states == [S.COMPLETE, S.PRUNED, S.FAIL]
+    assert optuna.load_study(study_name="s", storage=storage).trials[0].value == 70.0
+
+
+def test_fail_trial_marks_a_running_trial_failed():
+    study = optuna.create_study(direction="maximize")
+    study.ask()
+    (running,) = study.get_trials(deepcopy=False)
+    assert running.state == optuna.trial.TrialState.RUNNING
+    private.fail_trial(study, running)
+    assert study.get_trials()[0].state == optuna.trial.TrialState.FAIL
+    with pytest.raises(RuntimeError):   # a finished trial stays as it is
+        private.fail_trial(study, study.get_trials()[0])
