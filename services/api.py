@@ -8,14 +8,18 @@
     c = api.compare(grid="g1", analytic="a1", storage_path="/data/rl")
     df = api.load_runs("/data/rl", "g1")       # one row per trial, every hyperparameter and metric a column
 
-Each call builds a ``SweepRequest`` (``services.request``), validates it exactly as the CLI does (a bad
-option raises ``RequestError`` before Ray starts) and runs it on the connected Ray (an embedded local one
-if none is connected, or ``address=``). ``grid=``/``analytic=`` are the CLI's ``--grid``/``--analytic``.
+Each call builds a ``SweepRequest`` (``services.request``), types and validates it exactly as the CLI does
+(a list is a list or a comma string, ``lrs="0.03,0.1"``; a mapping a dict or ``"k=v,k=v"``; a number a number
+or its string; a bad option raises ``RequestError`` before Ray starts, a misspelt keyword names the nearest)
+and runs it on the connected Ray (an embedded local one if none is connected, or ``address=``).
+``grid=``/``analytic=`` are the CLI's ``--grid``/``--analytic``. ``resume=True, name=N`` continues N's stored
+request, as ``--resume`` does (``services.resume``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services import resume
 from services import storage as st
 from services.request import RequestError, SweepRequest
 
@@ -43,7 +47,8 @@ def _run(mode: str, options: dict) -> RunResult:
     for api_name, field_name in (("grid", "grid_name"), ("analytic", "analytic_name")):
         if api_name in options:
             options[field_name] = options.pop(api_name)
-    req = SweepRequest.from_options(mode=mode, **options).validated()
+    req = SweepRequest.from_options(mode=mode, **options)
+    req = resume.continued(req) if req.resume else req.validated()
     _, payload, name = app.execute(req)
     root = st.resolve_user_path(req.storage_path)
     storage = st.resolve_storage(root)

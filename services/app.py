@@ -1,15 +1,21 @@
 """What each mode does, given a validated ``SweepRequest`` (``sweeps/run.py`` and ``services.api`` build it).
 
-Order for every mode: resolve storage and check it is writable, check ``--address``, refuse an
-existing experiment name unless ``--resume`` (nothing stored is overwritten), check the dataset's
-files — all before Ray starts — then connect to Ray and run.
+Every mode is one row of ``MODES`` (a ``Mode``: its run function, all with one signature, how it claims
+its experiment name, whether it needs the dataset's files and Ray); ``execute`` looks the row up and runs
+it in one order: resolve storage and check it is writable, check ``--address``, refuse an existing
+experiment name unless ``--resume`` (nothing stored is overwritten), check the dataset's files — all
+before Ray starts — then connect to Ray and run. What each trial trains with (lr, ε, σ, loss parameters)
+is decided by ``services.resolve.resolve``, for every mode and the pilots.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 from robustloss_core.datasets import DataRootError
 from services import compare as cmp
@@ -19,6 +25,7 @@ from services import sweeps
 from services import cluster
 from services.cluster import ClusterError, check_address, connect
 from services.request import RequestError, SweepRequest
+from services.resolve import resolve, resolve_sigma
 from services.spec import Fixed, TrialSpec
 
 UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError, RequestError)
@@ -35,8 +42,8 @@ def claim_name(storage: st.Storage, name: str, resume: bool) -> bool:
     if exists and not resume:
         raise sweeps.ExperimentExistsError(
             f"experiment {name!r} already exists at {storage.display(name)}; pass --resume to continue it or choose another --name")
-    if resume and not exists:  # lets one command serve both the first run and its retries (RayJob)
-        print(f"--resume: no experiment {name!r} at {storage.display(name)} yet, starting it")
+    if resume and not exists:  # services.resume refuses it before this; a direct caller gets the same line
+        raise RequestError(f"--resume: no experiment {name!r} at {storage.display()}; drop --resume to start it")
     return exists
 
 
@@ -84,16 +91,17 @@ def _fixed(req: SweepRequest, mode: str) -> Fixed:
 
 
 # ----------------------------------------------------------------------------- modes
-def run_train(req: SweepRequest, storage, name: str, resume: bool) -> dict:
+# Every mode has one signature, (req, storage, name, resume, missing) -> payload, and one row of MODES.
+def run_train(req: SweepRequest, storage, name: str, resume: bool, missing=None) -> dict:
     """One configuration as a Ray Train run (``TorchTrainer``; DDP when ``--num-workers`` > 1)."""
-    from robustloss_core import theory
     from services.trainer import build_torch_trainer
 
     fixed = _fixed(req, "train")
-    loss = req.losses[0]
-    bias = theory.logit_bias(req.num_classes, c=req.bias_c) if req.logit_bias == "auto" else float(req.logit_bias)
-    lr = req.lr_for(fixed.train)(loss, bias > 0)
-    spec = TrialSpec.from_hparams(fixed, {"loss": loss, "lr": lr, "seed": 0, "logit_bias": bias, **req.loss_params})
+    setting = resolve(req, req.losses[0], fixed.train, measure=measured_sigma)
+    spec = TrialSpec.from_hparams(fixed, setting.hparams(1)[0])
+    if setting.sigma is not None:
+        print(f"--logit-bias auto: ε = {setting.logit_bias:.4g} (Eq. 4 for K={req.num_classes}, σ={setting.sigma:.3g}, "
+              f"c={setting.c:g})", flush=True)
     if not resume:
         storage.write_json(_record(req, "train"), name, st.EXPERIMENT_RECORD, overwrite=False)
     t0 = time.time()
@@ -105,18 +113,21 @@ def run_train(req: SweepRequest, storage, name: str, resume: bool) -> dict:
     return sweeps.write_summary(storage, res, mode="train", dataset=req.dataset, num_classes=req.num_classes)
 
 
-def run_grid(req: SweepRequest, storage, name: str, resume: bool) -> dict:
+def run_grid(req: SweepRequest, storage, name: str, resume: bool, missing=None) -> dict:
     """The baseline: every loss's parameter grid × learning rates × seeds (or Optuna TPE + ASHA)."""
     fixed = _fixed(req, "grid")
-    hparams = sweeps.grid_hparams(req.losses, req.grids, req.lrs, req.seeds)
+    settings = [resolve(req, loss, fixed.train, measure=measured_sigma) for loss in req.losses]
+    hparams = [hp for s in settings
+               for hp in sweeps.grid_hparams([s.loss], req.grids, list(s.lrs), req.seeds, logit_bias=s.logit_bias)]
+    lrs = sorted({lr for s in settings for lr in s.lrs})
     if req.search == "grid":
         per_loss = ", ".join(f"{loss} {sum(h['loss'] == loss for h in hparams)}" for loss in req.losses)
-        print(f"grid: {len(hparams)} trial(s) of {req.base_train('grid')['epochs']} epoch(s) ({per_loss}; "
-              f"{len(req.lrs)} learning rate(s) x {req.seeds} seed(s))", flush=True)
+        print(f"grid: {len(hparams)} trial(s) of {fixed.train['epochs']} epoch(s) ({per_loss}; "
+              f"{len(lrs)} learning rate(s) x {req.seeds} seed(s))", flush=True)
     else:
         print(f"optuna: {req.num_samples or len(hparams)} trial(s) (TPE + ASHA over the grid's ranges)", flush=True)
     print_estimate(req, fixed, req.num_samples or len(hparams) if req.search == "optuna" else len(hparams))
-    space = sweeps.OptunaSpace(req.losses, req.grids, req.lrs) if req.search == "optuna" else None
+    space = sweeps.OptunaSpace(req.losses, req.grids, lrs) if req.search == "optuna" else None
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, search_space=space,
                            num_samples=req.num_samples, record=_record(req, "grid"), verbose=0 if req.quiet else 1,
                            callbacks=req.callbacks, optuna_url=req.optuna_storage)
@@ -154,15 +165,6 @@ def print_calibration(calibration: dict) -> None:
             print(f"  {loss}: calibration rejected ({c.get('reason')}); trains the fallback {c.get('label')} instead")
 
 
-def analytic_lrs(req: SweepRequest, fixed: Fixed, calibration: dict):
-    """Learning rates of the analytic trials: the searched protocol's ``lrs`` for every loss, or the one
-    shared ``lr``."""
-    if req.lr_protocol == "searched":
-        return list(req.lrs)
-    pick = req.lr_for(fixed.train)
-    return {loss: [pick(loss, cal["logit_bias"] > 0)] for loss, cal in calibration.items()}
-
-
 def measured_sigma(req: SweepRequest) -> float:
     """σ of the initial logits (Appendix A.3) of the model that will train, on a batch of its training
     data as the engine feeds it (``--sigma auto``); the model is initialised with seed 0."""
@@ -184,16 +186,17 @@ def measured_sigma(req: SweepRequest) -> float:
 
 def _pilot(req: SweepRequest, storage, name: str, resume: bool, calibration: dict, sigma: float, figures: str) -> list[dict]:
     """``--pick pilot`` (Fig. 6's step): per calibrated loss, the ``--pilots`` most different admissible
-    solutions, each trained for ``--pilot-fraction`` of the epochs at one learning rate (the shared one, or
-    the middle of ``lrs``); the best by noisy validation top-1 replaces the deterministic pick. The pilots
-    are trials of this experiment (role "pilot"), so compare charges them to the analytic side."""
+    solutions, each trained for ``--pilot-fraction`` of the epochs at one learning rate (the resolver's
+    ``pilot_lr``: the shared one, or the middle of ``lrs``); the best by noisy validation top-1 replaces the
+    deterministic pick. The pilots are trials of this experiment (role "pilot"), so compare charges them to
+    the analytic side; their shorter ``epochs`` are part of their Fixed.train, so of their keys: a pilot
+    never shares a key, or a checkpoint, with a main trial."""
     from robustloss_core import plots, theory
 
-    fixed = _fixed(req, "analytic")
-    epochs = max(1, round(req.pilot_fraction * fixed.train["epochs"]))
-    lrs = req.lrs if req.lr_protocol == "searched" else [req.lr]
-    lr = sorted(lrs)[len(lrs) // 2] if lrs else req.lr_for(fixed.train)("ce")
-    hparams, by_key, scans = [], {}, {}
+    base = _fixed(req, "analytic")
+    epochs = max(1, round(req.pilot_fraction * base.train["epochs"]))
+    fixed = dataclasses.replace(base, train={**base.train, "epochs": epochs}, role="pilot")
+    hparams, by_key, scans, lrs = [], {}, {}, set()
     for loss, cal in calibration.items():
         recipe = theory.CALIBRATION_RECIPES.get(loss)
         if cal.get("rejected") or recipe is None or recipe.kind != "solve":
@@ -201,15 +204,17 @@ def _pilot(req: SweepRequest, storage, name: str, resume: bool, calibration: dic
         scans[loss] = theory.solution_set(loss, req.num_classes, reference_classes=req.calibration_reference, sigma=sigma)
         for cand in theory.pilot_candidates(scans[loss], req.pilots):
             params = {k: v for k, v in cand["params"].items() if k != "logit_bias"}
-            hp = {"loss": loss, "lr": float(lr), "seed": 0, "logit_bias": float(cand["params"].get("logit_bias", 0.0)), **params}
+            setting = resolve(req, loss, base.train, sigma=sigma,
+                              calibration={"logit_bias": cand["params"].get("logit_bias", 0.0), "params": params})
+            (hp,) = setting.hparams(1, lr=setting.pilot_lr)
+            lrs.add(setting.pilot_lr)
             hparams.append(hp)
             by_key[TrialSpec.from_hparams(fixed, hp).key] = (loss, cand)
     if not hparams:
         return []
-    extras = {k: {"role": "pilot", "epochs": epochs} for k in by_key}
-    print(f"--pick pilot: {len(hparams)} pilot trial(s) of {epochs} epoch(s) at lr {lr:g}", flush=True)
-    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None, verbose=0 if req.quiet else 1,
-                           extras=extras)
+    print(f"--pick pilot: {len(hparams)} pilot trial(s) of {epochs} epoch(s) at lr {', '.join(f'{v:g}' for v in sorted(lrs))}",
+          flush=True)
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None, verbose=0 if req.quiet else 1)
     best: dict = {}
     for row in res.rows:
         loss, cand = by_key[row["key"]]
@@ -227,7 +232,7 @@ def _pilot(req: SweepRequest, storage, name: str, resume: bool, calibration: dic
     return res.rows
 
 
-def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missing=None) -> dict:
+def run_analytic(req: SweepRequest, storage, name: str, resume: bool, missing=None) -> dict:
     """ε (Eq. 4) and calibrated parameters (Sec. 3.3) for K, the figures, then training runs with those
     parameters (skipped with --calibrate-only or when the dataset's files are absent). A calibration the
     admissibility rule rejects trains its documented fallback (the loss with Eq. 4's logit bias), labelled."""
@@ -235,15 +240,15 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missi
 
     t0 = time.perf_counter()
     measured = None
-    if req.sigma == "auto" or data_missing is None:
+    if req.sigma == "auto" or missing is None:
         try:
-            measured = measured_sigma(req) if data_missing is None else None
+            measured = measured_sigma(req) if missing is None else None
         except Exception as exc:   # a model/data combination that cannot be measured: say so, keep going
             print(f"σ could not be measured ({str(exc).splitlines()[0]})")
     if req.sigma == "auto" and measured is None:
         raise RequestError(f"--sigma auto measures the model's initial logits on the dataset: {req.dataset}'s files "
                            f"are needed (--data-root), or give --sigma a number")
-    sigma = measured if req.sigma == "auto" else float(req.sigma)
+    sigma = resolve_sigma(req, lambda _: measured)
     calibration = sweeps.calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
                                           reference_classes=req.calibration_reference, sigma=sigma)
     for loss, cal in calibration.items():
@@ -257,7 +262,7 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missi
     if not resume:
         storage.write_json(_record(req, "analytic"), name, st.EXPERIMENT_RECORD, overwrite=False)
     pilot_rows = []
-    if req.pick == "pilot" and data_missing is None and not req.calibrate_only:
+    if req.pick == "pilot" and missing is None and not req.calibrate_only:
         pilot_rows = _pilot(req, storage, name, resume, calibration, sigma, "solution_set")
     storage.write_json({"num_classes": req.num_classes, "dataset": req.dataset, "c": req.bias_c, "sigma": sigma,
                         "sigma_measured": measured, "reference_classes": req.calibration_reference, "pick": req.pick,
@@ -273,14 +278,15 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missi
     print_calibration(calibration)
     summary_extra = {"mode": "analytic", "dataset": req.dataset, "num_classes": req.num_classes,
                      "calibration": calibration, "lr_protocol": req.lr_protocol, "sigma": sigma}
-    if req.calibrate_only or data_missing is not None:
+    if req.calibrate_only or missing is not None:
         res = sweeps.SweepResult(name=name, rows=[], wall_seconds=calib_seconds, location=storage.display(name))
         summary = sweeps.write_summary(storage, res, trained=False, **summary_extra)
-        if data_missing is not None and not req.calibrate_only:
-            print(f"no training: {str(data_missing).splitlines()[0]}")
+        if missing is not None and not req.calibrate_only:
+            print(f"no training: {str(missing).splitlines()[0]}")
         return summary
     fixed = _fixed(req, "analytic")
-    hparams = sweeps.analytic_hparams(calibration, analytic_lrs(req, fixed, calibration), req.seeds)
+    hparams = [hp for loss, cal in calibration.items()
+               for hp in resolve(req, loss, fixed.train, sigma=sigma, calibration=cal).hparams(req.seeds)]
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None,
                            verbose=0 if req.quiet else 1, callbacks=req.callbacks)
     res.rows = pilot_rows + res.rows
@@ -288,7 +294,9 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, data_missi
     return sweeps.write_summary(storage, res, trained=True, **summary_extra)
 
 
-def run_compare(req: SweepRequest, storage, name: str) -> dict:
+def run_compare(req: SweepRequest, storage, name: str, resume: bool = False, missing=None) -> dict:
+    """The grid and analytic experiments side by side (``services.compare``), the paper's numbers beside
+    them for a paper-table config; a report, derived from what they stored."""
     grid = cmp.load_summary(storage, req.grid_name)
     analytic = cmp.load_summary(storage, req.analytic_name)
     rows = cmp.compare(grid, analytic, selection=req.selection)
@@ -315,7 +323,74 @@ def run_compare(req: SweepRequest, storage, name: str) -> dict:
             "selection": req.selection, "rows": rows, "runs": runs, "files": files}
 
 
-MODES = {"train": run_train, "grid": run_grid, "analytic": run_analytic}
+def run_all(req: SweepRequest, storage, name: str, resume: bool = False, missing=None) -> dict:
+    """Grid, analytic and compare in one go: ``<name>-grid``, ``<name>-analytic``, ``<name>-compare``.
+    With ``--resume``, finished parts are kept and unfinished ones continued."""
+    t0 = time.time()
+    names = all_names(name)
+    for mode in ("grid", "analytic"):
+        n = names[mode]
+        if storage.exists(n, st.SUMMARY):
+            print(f"{mode}: {n} already finished, kept")
+            continue
+        print(f"== {mode} sweep -> {storage.display(n)}")
+        MODES[mode].run(req.replace(mode=mode), storage, n, storage.exists(n))
+    req = req.replace(grid_name=names["grid"], analytic_name=names["analytic"])
+    if storage.exists(names["compare"]):
+        print(f"compare: {names['compare']} exists, rewriting its report")
+    payload = run_compare(req, storage, names["compare"])
+    print(f"all: grid + analytic + compare in {time.time() - t0:.1f} s; results in {storage.display(names['compare'])}")
+    return payload
+
+
+def all_names(base: str) -> dict:
+    """The three experiments of ``--mode all --name base``."""
+    return {m: f"{base}-{m}" for m in ("grid", "analytic", "compare")}
+
+
+# ----------------------------------------------------------------------------- the mode table
+def _claim(req: SweepRequest, storage) -> tuple[str, bool]:
+    """A training mode's experiment: ``--name`` (or a dated default), refused if it exists without ``--resume``."""
+    name = req.name or default_name(req, req.mode)
+    return name, claim_name(storage, name, req.resume)
+
+
+def _claim_all(req: SweepRequest, storage) -> tuple[str, bool]:
+    """``--mode all``: the base name of its three experiments, each refused if it exists without ``--resume``."""
+    base = req.name or default_name(req, "all")
+    if not req.resume:
+        for n in all_names(base).values():
+            claim_name(storage, n, False)
+    return base, req.resume
+
+
+def _claim_compare(req: SweepRequest, storage) -> tuple[str, bool]:
+    """A report is derived data, but still never replaced silently: an existing one needs ``--resume``."""
+    name = req.name or f"compare-{req.grid_name}-vs-{req.analytic_name}"
+    return name, claim_name(storage, name, req.resume) if storage.exists(name) else False
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One row of the mode table: how it claims its experiment, what it needs before it runs, what it runs."""
+
+    run: Callable        # (req, storage, name, resume, missing) -> payload
+    claim: Callable = _claim             # (req, storage) -> (name, resume)
+    data: str = "needed"                 # the dataset's files: "needed", "optional" (analytic), "unused" (compare)
+    uses_ray: Callable = lambda req, missing: True
+    lists_runs: bool = True              # prints the trial table and a one-line summary afterwards
+    names_results: bool = True           # ends with "results: <location>" (compare names its report itself)
+
+
+MODES: dict[str, Mode] = {
+    "train": Mode(run_train),
+    "grid": Mode(run_grid),
+    # without the dataset's files (or with --calibrate-only) analytic mode computes and stores, trains nothing
+    "analytic": Mode(run_analytic, data="optional", uses_ray=lambda req, missing: missing is None and not req.calibrate_only),
+    "compare": Mode(run_compare, claim=_claim_compare, data="unused", uses_ray=lambda req, missing: False, lists_runs=False,
+                    names_results=False),
+    "all": Mode(run_all, claim=_claim_all, lists_runs=False),
+}
 
 
 def run(req: SweepRequest) -> int:
@@ -324,90 +399,44 @@ def run(req: SweepRequest) -> int:
 
 
 def execute(req: SweepRequest) -> tuple[int, dict, str]:
-    """(exit status, payload, experiment name) of a validated request."""
+    """(exit status, payload, experiment name) of a validated request: its row of MODES, run."""
+    mode = MODES[req.mode]
     storage = st.resolve_storage(st.resolve_user_path(req.storage_path))
     check_address(req.address)
     storage.check_writable()
     print(f"storage: {storage.display()}", flush=True)
-    if req.mode == "compare":
-        name = req.name or f"compare-{req.grid_name}-vs-{req.analytic_name}"
-        if storage.exists(name) and not req.resume:  # a report is derived data, but still never replaced silently
-            claim_name(storage, name, False)
-        payload = run_compare(req, storage, name)
-        write_json_out(req.json_out, payload)
-        return 0, payload, name
-    if req.mode == "all":
-        names = all_names(req)
-        if not req.resume:
-            for n in names.values():
-                claim_name(storage, n, False)
-        name = names["compare"]
-    else:
-        name = req.name or default_name(req, req.mode)
-        resume = claim_name(storage, name, req.resume)
-    missing = data_available(req)
-    if missing is not None and req.mode != "analytic":
+    name, resume = mode.claim(req, storage)
+    missing = data_available(req) if mode.data != "unused" else None
+    if missing is not None and mode.data == "needed":
         raise missing
-    if req.mode != "analytic" or (missing is None and not req.calibrate_only):
+    if mode.uses_ray(req, missing):
         # join the cluster (or start the embedded Ray) before anything is written; the job carries the
         # experiment's name and mode in the dashboard's Jobs table
-        experiment = name.removesuffix("-compare") if req.mode == "all" else name
-        ctx = connect(req.address, job_name=f"{experiment} ({req.mode})", verbose=req.verbose,
-                      metadata={"experiment": experiment, "mode": req.mode, "dataset": req.dataset,
+        ctx = connect(req.address, job_name=f"{name} ({req.mode})", verbose=req.verbose,
+                      metadata={"experiment": name, "mode": req.mode, "dataset": req.dataset,
                                 "search": req.search, "storage": storage.display()})
         print(cluster.describe(ctx), flush=True)
         st.check_shared(storage, cluster.storage_nodes(), shared=req.storage_shared)
     t0 = time.time()
     try:
-        payload = _run_mode(req, storage, names if req.mode == "all" else None, name,
-                            resume if req.mode != "all" else None, missing, t0)
+        payload = mode.run(req, storage, name, resume, missing)
     except KeyboardInterrupt:
         import shlex
         import sys
 
         argv = [a for a in sys.argv[1:] if a != "--resume"]
         if "--name" not in argv:
-            argv += ["--name", name.removesuffix("-compare") if req.mode == "all" else name]
+            argv += ["--name", name]
         print(f"\ninterrupted; continue with: {shlex.join([sys.argv[0], *argv, '--resume'])}", flush=True)
         return 130, {}, name
-    write_json_out(req.json_out, payload)
-    print(f"results: {storage.display(name)}", flush=True)
-    return 0, payload, name
-
-
-def _run_mode(req: SweepRequest, storage, names, name, resume, missing, t0) -> dict:
-    if req.mode == "all":
-        payload = run_all(req, storage, names)
-    else:
-        kwargs = {"data_missing": missing} if req.mode == "analytic" else {}
-        payload = MODES[req.mode](req, storage, name, resume, **kwargs)
+    if mode.lists_runs:
         if payload["runs"]:
             print_runs(payload["runs"])
         search = f" ({req.search} search)" if req.mode == "grid" else ""
         print(f"{req.mode}{search}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s; "
               f"results in {storage.display(name)}")
-    return payload
-
-
-def all_names(req: SweepRequest) -> dict:
-    base = req.name or default_name(req, "all")
-    return {m: f"{base}-{m}" for m in ("grid", "analytic", "compare")}
-
-
-def run_all(req: SweepRequest, storage, names: dict) -> dict:
-    """Grid, analytic and compare in one go: ``<name>-grid``, ``<name>-analytic``, ``<name>-compare``.
-    With ``--resume``, finished parts are kept and unfinished ones continued."""
-    t0 = time.time()
-    for mode in ("grid", "analytic"):
-        n = names[mode]
-        if storage.exists(n, st.SUMMARY):
-            print(f"{mode}: {n} already finished, kept")
-            continue
-        print(f"== {mode} sweep -> {storage.display(n)}")
-        MODES[mode](req.replace(mode=mode), storage, n, resume=storage.exists(n))
-    req = req.replace(grid_name=names["grid"], analytic_name=names["analytic"])
-    if storage.exists(names["compare"]):
-        print(f"compare: {names['compare']} exists, rewriting its report")
-    payload = run_compare(req, storage, names["compare"])
-    print(f"all: grid + analytic + compare in {time.time() - t0:.1f} s; results in {storage.display(names['compare'])}")
-    return payload
+    write_json_out(req.json_out, payload)
+    experiment = payload.get("experiment", name)
+    if mode.names_results:
+        print(f"results: {storage.display(experiment)}", flush=True)
+    return 0, payload, experiment

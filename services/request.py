@@ -15,6 +15,7 @@ Learning-rate protocol (``lr_protocol``, issue "a comparison a researcher would 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -31,12 +32,143 @@ SELECTIONS = ("val", "test")
 LR_PROTOCOLS = ("searched", "shared")
 BIAS_SCHEDULES = ("auto", "constant", "weaning", "dynamic")
 PICKS = ("curve", "pilot")
+# Options that act in some modes only: given (with a value other than the default) in another mode they
+# would do nothing, so they are refused. Options needing another option's value are checked in validated().
+MODE_OPTIONS = {
+    "calibrate_only": ("analytic", "all"), "pick": ("analytic", "all"), "pilots": ("analytic", "all"),
+    "pilot_fraction": ("analytic", "all"), "calibration_reference": ("analytic", "all"),
+    "loss_params": ("train",), "logit_bias": ("train",),
+    "lrs": ("grid", "analytic", "all"), "grid_file": ("grid", "analytic", "all"),
+    "search": ("grid",), "num_samples": ("grid",), "optuna_storage": ("grid",),
+    "grid_name": ("compare",), "analytic_name": ("compare",),
+    "selection": ("grid", "analytic", "compare", "all"),
+}
 CALLBACKS = {"mlflow": "mlflow", "wandb": "wandb"}   # --callbacks name -> the package it needs
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 
 class RequestError(ValueError):
     """Bad input: printed as one line, exit status 2, before Ray starts and before anything is stored."""
+
+
+# ------------------------------------------------------------------------------ one typing rule
+# The same rule for the CLI, a YAML config and the API (``SweepRequest.from_options``): a list is a list or a
+# comma string (a list of numbers also one number), a mapping a dict or ``k=v,k=v``, a number a number or its
+# string; anything else is a RequestError naming the option, the value and the type expected.
+LIST_OF_NAMES = ("losses", "callbacks")
+LIST_OF_NUMBERS = ("lrs",)
+MAPPINGS = ("dataset_args", "loss_params")
+INTEGERS = ("classes", "seeds", "epochs", "batch_size", "num_samples", "num_workers", "max_failures",
+            "max_concurrent_trials", "pilots", "checkpoint_every", "calibration_reference")
+NUMBERS = ("noise_rate", "val_fraction", "bias_c", "pilot_fraction", "lr", "gpus_per_trial", "cpus_per_trial",
+           "checkpoint_seconds")
+NUMBER_OR_AUTO = ("logit_bias", "sigma")
+FLAGS = ("download", "calibrate_only", "use_gpu", "storage_shared", "resume", "quiet", "verbose")
+RESOLVED = ("num_classes", "dataset_kwargs", "grids", "given")   # set by validated() / from_options, not options
+
+
+def flag(name: str) -> str:
+    """The CLI flag of option ``name`` (``grid_name`` is ``--grid``)."""
+    return {"grid_name": "--grid", "analytic_name": "--analytic"}.get(name, "--" + name.replace("_", "-"))
+
+
+def _bad(name: str, value, expected: str) -> RequestError:
+    return RequestError(f"{flag(name)} {value!r}: expected {expected}")
+
+
+def _scalar(text: str):
+    """'3' -> 3, '0.5' -> 0.5, anything else stays the string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _int(name: str, value):
+    if isinstance(value, str):
+        value = _scalar(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, value, "an integer (a number or its string)")
+    return value
+
+
+def _float(name: str, value, expected: str = "a number (a number or its string)"):
+    if isinstance(value, str):
+        value = _scalar(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(name, value, expected)
+    return float(value)
+
+
+def _items(name: str, value) -> list:
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise _bad(name, value, "a list or a comma string a,b,...")
+
+
+def _mapping(name: str, value) -> dict:
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for item in filter(None, (s.strip() for s in value.split(","))):
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise _bad(name, value, f"a mapping (a dict or k=v,k=v); {item!r} is not k=v")
+            items.append((key.strip(), text.strip()))
+    else:
+        raise _bad(name, value, "a mapping (a dict or k=v,k=v)")
+    if not all(isinstance(k, str) for k, _ in items):
+        raise _bad(name, value, "a mapping with string keys")
+    return {k: _scalar(v) if isinstance(v, str) else v for k, v in items}
+
+
+def coerce(name: str, value, default=None):
+    """Option ``name``'s value by the one typing rule; ``None`` stays None where the default is None."""
+    if value is None and default is None:
+        return None
+    if name in LIST_OF_NAMES:
+        items = _items(name, value)
+        if not all(isinstance(v, str) for v in items):
+            raise _bad(name, value, "a list of names or a comma string a,b,...")
+        return items
+    if name in LIST_OF_NUMBERS:
+        one = isinstance(value, (int, float)) and not isinstance(value, bool)   # a lone number: a list of one
+        return [_float(name, v, "a list of numbers or a comma string a,b,...") for v in ([value] if one else _items(name, value))]
+    if name in MAPPINGS:
+        return _mapping(name, value)
+    if name in INTEGERS:
+        return _int(name, value)
+    if name in NUMBERS:
+        return _float(name, value)
+    if name in NUMBER_OR_AUTO:
+        return "auto" if str(value).strip() == "auto" else _float(name, value, "a number or auto")
+    if name in FLAGS:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise _bad(name, value, "true or false")
+        return value
+    if isinstance(value, os.PathLike):   # a path option given as a pathlib.Path
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise _bad(name, value, "a string")
+    return value
+
+
+def unknown_names(unknown, names, what: str = "option") -> RequestError:
+    """'unknown option lrz (did you mean lrs, lr?)': the nearest names by difflib, not the whole list."""
+    parts = []
+    for u in sorted(unknown):
+        near = difflib.get_close_matches(str(u), sorted(names), n=3, cutoff=0.6)
+        parts.append(f"{u!r}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    return RequestError(f"unknown {what}{'s' if len(parts) > 1 else ''} {'; '.join(parts)}")
 
 
 @dataclass
@@ -106,27 +238,33 @@ class SweepRequest:
     num_classes: int | None = None
     dataset_kwargs: dict = field(default_factory=dict)
     grids: dict = field(default_factory=dict)
+    # the options the user set (command line, config file or API keywords), for the no-op and resume checks
+    given: frozenset = frozenset()
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
-    def from_options(cls, **options) -> "SweepRequest":
-        """A request from keyword options (the API); unknown names are a RequestError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"num_classes", "dataset_kwargs", "grids"}
-        unknown = sorted(set(options) - names)
+    def option_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)} - set(RESOLVED)
+
+    @classmethod
+    def from_options(cls, given=None, **options) -> "SweepRequest":
+        """A request from keyword options (the API, the CLI, a config) typed by the one rule (:func:`coerce`);
+        unknown names are a RequestError suggesting the nearest. ``given``: the options the user set
+        (default: every keyword passed)."""
+        names = cls.option_names()
+        unknown = set(options) - names
         if unknown:
-            raise RequestError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
-        if isinstance(options.get("losses"), str):
-            options["losses"] = [s.strip() for s in options["losses"].split(",") if s.strip()]
-        if isinstance(options.get("callbacks"), str):
-            options["callbacks"] = [s.strip() for s in options["callbacks"].split(",") if s.strip()]
-        return cls(**options)
+            raise unknown_names(unknown, names)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        typed = {k: coerce(k, v, defaults.get(k)) for k, v in options.items()}
+        return cls(**typed, given=frozenset(options if given is None else given))
 
     def replace(self, **changes) -> "SweepRequest":
         return dataclasses.replace(self, **changes)
 
     def record(self) -> dict:
-        """What was asked (``robustloss.json``): the options, without the resolved grids."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("grids",)}
+        """What was asked (``robustloss.json``): the options and what follows from them (K, the grids)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "given"}
 
     # ------------------------------------------------------------------------------ validation
     def validated(self) -> "SweepRequest":
@@ -137,6 +275,7 @@ class SweepRequest:
 
         r = dataclasses.replace(self, losses=list(self.losses), callbacks=list(self.callbacks))
         _choice("--mode", r.mode, MODES)
+        r.check_no_ops()
         _choice("--dataset", r.dataset, sorted(DATASETS), what="dataset")
         if not r.losses:
             raise RequestError("--losses is empty; choose from " + ", ".join(sorted(LOSSES)))
@@ -177,12 +316,15 @@ class SweepRequest:
             r.logit_bias = _number("--logit-bias", _as_float("--logit-bias", r.logit_bias, "a number or auto"))
         if str(r.sigma) != "auto":
             r.sigma = _number("--sigma", _as_float("--sigma", r.sigma, "a number > 0 or auto"), lo=0.0, lo_open=True)
-        if r.calibration_reference is not None and r.calibration_reference not in (10, 100):
-            raise RequestError(f"--calibration-reference {r.calibration_reference!r} is not one of 10, 100")
+        if r.calibration_reference is not None:
+            _choice("--calibration-reference", r.calibration_reference, calibration_references())
         # noise against the dataset's maps
         _choice("--noise", r.noise, noise_mod.NOISE_KINDS)
         if r.noise == "none" and r.noise_rate > 0:
             raise RequestError(f"--noise-rate {r.noise_rate} needs --noise symmetric or asymmetric")
+        if r.noise != "none" and r.noise_rate == 0:
+            raise RequestError(f"--noise {r.noise} needs --noise-rate > 0 (at 0 no label is changed: the run would "
+                               "be clean; use --noise none for that)")
         if r.noise_variant not in noise_mod.NOISE_VARIANTS[r.noise] and r.noise != "none":
             raise RequestError(f"--noise-variant {r.noise_variant!r} is not a {r.noise} variant; allowed: "
                                f"{', '.join(noise_mod.NOISE_VARIANTS[r.noise])}")
@@ -199,8 +341,14 @@ class SweepRequest:
         for flag, value in (("--name", r.name), ("--grid", r.grid_name), ("--analytic", r.analytic_name)):
             if value is not None and not _NAME.match(str(value)):
                 raise RequestError(f"{flag} {value!r}: use letters, digits and . _ = + - (a folder name)")
-        if r.selection == "val" and r.val_fraction == 0 and r.mode in ("all",):
-            raise RequestError("--selection val needs a validation split: --val-fraction > 0 (or --selection test, the oracle)")
+        if r.val_fraction == 0 and r.mode in ("grid", "analytic", "all") and r.selection != "test":
+            # Optuna's TPE, ASHA's stops, --pick pilot and --selection val would all choose on test labels
+            what = {"optuna": "--search optuna (TPE + ASHA)"}.get(r.search) or (
+                "--pick pilot" if r.pick == "pilot" else "--selection val")
+            raise RequestError(f"--val-fraction 0 leaves no validation split, so {what} would choose on test labels: "
+                               "give --val-fraction > 0, or ask for the oracle by name with --selection test")
+        if r.pick == "pilot" and r.val_fraction == 0:
+            raise RequestError("--pick pilot keeps the pilot with the best noisy-validation top-1: --val-fraction must be > 0")
         if r.lr_protocol == "shared" and r.lr is None and r.mode in ("grid", "analytic", "all"):
             raise RequestError("--lr-protocol shared needs --lr, the one learning rate both modes train at")
         if r.search == "optuna" and r.mode in ("all", "analytic"):
@@ -223,7 +371,7 @@ class SweepRequest:
         if r.dataset == "imagefolder" and not r.data_root:
             raise RequestError("--dataset imagefolder needs --data-root")
         # what follows from the options
-        r.dataset_kwargs = {**({"classes": r.classes} if r.dataset.startswith("synthetic") else {}), **r.dataset_args}
+        r.dataset_kwargs = {**({"classes": r.classes} if takes_classes(r.dataset) else {}), **r.dataset_args}
         try:
             r.num_classes = dataset_num_classes(r.dataset, root=r.data_root, **r.dataset_kwargs)
         except (ValueError, OSError, TypeError) as exc:
@@ -234,6 +382,7 @@ class SweepRequest:
             except (ValueError, TypeError) as exc:
                 raise RequestError(str(exc).splitlines()[0]) from None
         if r.mode in ("grid", "all") or (r.mode == "analytic" and r.lr_protocol == "searched"):
+            r.grid_file = os.path.abspath(os.path.expanduser(r.grid_file))   # the record resumes from any folder
             r.grids, grid_lrs = load_grids(r.grid_file, r.losses if r.mode != "analytic" else [])
             r.lrs = list(r.lrs or grid_lrs)
         if r.lr_protocol == "shared" and r.lr is not None:
@@ -244,6 +393,27 @@ class SweepRequest:
             except ValueError as exc:
                 raise RequestError(str(exc).splitlines()[0]) from None
         return r
+
+    def check_no_ops(self) -> None:
+        """Refuse an option the user set that would do nothing here: a mode's option in another mode
+        (``MODE_OPTIONS``), ``--classes`` on a dataset whose K is fixed, an option another one switches off."""
+        from robustloss_core.datasets import DATASETS
+
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        set_here = {k for k in self.given if k in defaults and getattr(self, k) != defaults[k]}
+        for name in sorted(set_here):
+            modes = MODE_OPTIONS.get(name)
+            if modes is not None and self.mode not in modes:
+                raise RequestError(f"{flag(name)}{_shown(getattr(self, name))} has no effect in --mode {self.mode} "
+                                   f"(it is for --mode {' / '.join(modes)}); drop it")
+        if "classes" in self.given and self.dataset in DATASETS and not takes_classes(self.dataset):
+            raise RequestError(f"--classes {self.classes}: {self.dataset} has a fixed number of classes; --classes "
+                               "is for the synthetic datasets")
+        needs = (("pilots", "pick", "pilot"), ("pilot_fraction", "pick", "pilot"),
+                 ("num_samples", "search", "optuna"), ("optuna_storage", "search", "optuna"))
+        for name, other, value in needs:
+            if name in set_here and getattr(self, other) != value:
+                raise RequestError(f"{flag(name)}{_shown(getattr(self, name))} has no effect without {flag(other)} {value}")
 
     # ------------------------------------------------------------------------------ derived settings
     def resolved_bias_schedule(self, mode: str | None = None) -> dict | None:
@@ -279,28 +449,48 @@ class SweepRequest:
                          checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds)
 
     def lr_for(self, base: dict):
-        """The one learning rate of a loss when none is searched: ``lr``, else the paper's MLP1024 rate for
-        the loss (``presets.mlp_lr``; ``mae*`` when biased) where the dataset has one, else the preset's."""
-        from robustloss_core import presets
+        """The one learning rate of a loss when none is searched (kept for callers; the rule is
+        ``services.resolve.learning_rates``, as ``--mode train`` applies it)."""
+        from services.resolve import learning_rates
 
-        def pick(loss: str, biased: bool = False) -> float:
-            if self.lr:
-                return float(self.lr)
-            if base.get("model") == "mlp1024":
-                try:
-                    return presets.mlp_lr(loss, self.dataset, logit_bias=biased)
-                except ValueError:
-                    pass
-            return float(base["lr"])
+        return lambda loss, biased=False: learning_rates(self.replace(mode="train"), loss, biased, base)[0]
 
-        return pick
+
+def _shown(value) -> str:
+    """' <value>' as typed on a command line ('' for a switch)."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " " + ",".join(map(str, value))
+    if isinstance(value, dict):
+        return " " + ",".join(f"{k}={v}" for k, v in value.items())
+    return f" {value}"
+
+
+def takes_classes(dataset: str) -> bool:
+    """Whether ``dataset``'s K is chosen (``--classes``: its builder takes ``classes``) or fixed."""
+    import inspect
+
+    from robustloss_core.datasets import DATASETS
+
+    return "classes" in inspect.signature(DATASETS[dataset]).parameters
+
+
+def calibration_references() -> list[int]:
+    """The K_ref values ``--calibration-reference`` may name: every reference of theory's recipes."""
+    from robustloss_core.theory import CALIBRATION_RECIPES
+
+    return sorted({ref.classes for recipe in CALIBRATION_RECIPES.values() for ref in recipe.references})
 
 
 def _choice(flag: str, value, allowed, *, what: str | None = None) -> None:
-    """RequestError unless ``value`` is one of ``allowed``: '<flag> <value> is not one of ...'."""
+    """RequestError unless ``value`` is one of ``allowed``: '<flag> <value> is not one of ...', with the
+    nearest allowed names when there are some."""
     if value not in allowed:
         head = f"unknown {what} {value!r}" if what else f"{flag} {value!r} is not one of"
-        raise RequestError(f"{head}{'; choose from' if what else ''} {', '.join(map(str, allowed))}")
+        near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(near)}?)" if near and len(allowed) > 6 else ""
+        raise RequestError(f"{head}{'; choose from' if what else ''} {', '.join(map(str, allowed))}{hint}")
 
 
 def _as_float(flag: str, value, allowed: str) -> float:

@@ -20,8 +20,9 @@ def test_api_grid_then_load_runs_with_trackers(tmp_path):
         import json, os
         from services import api
         before = dict(os.environ)
-        g = api.grid(dataset="synthetic", classes=10, dataset_args={{"train_per_class": 20, "test_per_class": 10}},
-                     losses=["mae", "gce"], lrs=[0.1], epochs=1, batch_size=32, storage_path={str(store)!r}, name="g",
+        # the CLI's typing: comma strings for lists, k=v,k=v for mappings, a number's string for a number
+        g = api.grid(dataset="synthetic", classes="10", dataset_args="train_per_class=20,test_per_class=10",
+                     losses="mae,gce", lrs="0.1", epochs=1, batch_size=32, storage_path={str(store)!r}, name="g",
                      grid_file={str(tmp_path / "grid.yaml")!r}, quiet=True, callbacks=["mlflow", "wandb"])
         df = api.load_runs({str(store)!r}, "g")
         changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))

@@ -35,6 +35,25 @@ from sweeps.run import CLIError, parse_args
     (["--mode", "grid", "--lr-protocol", "shared"], "--lr"),
     (["--mode", "analytic", "--search", "optuna"], "optuna"),
     (["--mode", "grid", "--sigma", "-1"], "--sigma"),
+    # flags that would silently do nothing (issue 24)
+    (["--mode", "grid", "--dataset", "fashionmnist", "--classes", "100"], "--classes 100: fashionmnist has a fixed"),
+    (["--mode", "grid", "--noise", "symmetric"], "--noise symmetric needs --noise-rate > 0"),
+    (["--mode", "grid", "--noise-rate", "0.2"], "--noise-rate 0.2 needs --noise"),
+    (["--mode", "train", "--losses", "mae", "--calibrate-only"], "--calibrate-only has no effect in --mode train"),
+    (["--mode", "train", "--losses", "mae", "--lrs", "0.1,0.3"], "--lrs 0.1,0.3 has no effect in --mode train"),
+    (["--mode", "grid", "--logit-bias", "2"], "--logit-bias 2.0 has no effect in --mode grid"),
+    (["--mode", "grid", "--grid", "g"], "--grid g has no effect in --mode grid"),
+    (["--mode", "analytic", "--pilots", "3"], "--pilots 3 has no effect without --pick pilot"),
+    (["--mode", "grid", "--num-samples", "4"], "--num-samples 4 has no effect without --search optuna"),
+    # no test labels in a choice unless the oracle is asked for by name (issue 21)
+    (["--mode", "grid", "--search", "optuna", "--val-fraction", "0"], "so --search optuna (TPE + ASHA) would choose on test"),
+    (["--mode", "grid", "--val-fraction", "0"], "--selection val would choose on test labels"),
+    (["--mode", "analytic", "--val-fraction", "0", "--pick", "pilot", "--selection", "test"], "--pick pilot keeps"),
+    # one typing rule, and the nearest names for a typo
+    (["--mode", "grid", "--epochs", "two"], "--epochs 'two': expected an integer"),
+    (["--mode", "grid", "--dataset-args", "train_per_class"], "is not k=v"),
+    (["--mode", "grid", "--lrz", "0.1"], "--lrz (did you mean --lr, --lrs"),
+    (["--mode", "grid", "--dataset", "cifar"], "(did you mean cifar10, cifar100?)"),
 ])
 def test_parse_args_rejects(argv, needle):
     with pytest.raises(CLIError) as err:
@@ -164,3 +183,70 @@ def test_trial_larger_than_the_embedded_ray_is_refused(monkeypatch):
         parse_args(["--mode", "train", "--losses", "mae", "--num-workers", "2", "--cpus-per-trial", str(cpus)])
     assert parse_args(["--mode", "grid", "--num-workers", str(cpus)]).num_workers == cpus
     assert parse_args(["--mode", "grid", "--num-workers", str(cpus + 1), "--address", "127.0.0.1:1"]).num_workers == cpus + 1
+
+
+def test_the_oracle_by_name_may_select_on_test_labels():
+    """--val-fraction 0 runs an Optuna or grid sweep only when the user names the oracle (--selection test)."""
+    req = parse_args(["--mode", "grid", "--search", "optuna", "--val-fraction", "0", "--selection", "test"])
+    assert (req.search, req.val_fraction, req.selection) == ("optuna", 0.0, "test")
+    assert parse_args(["--mode", "train", "--losses", "ce", "--val-fraction", "0"]).val_fraction == 0.0   # no choice
+
+
+def test_one_typing_rule_for_the_api_and_the_cli():
+    """Lists: a list or a comma string; mappings: a dict or k=v,k=v; numbers: a number or its string."""
+    from services.request import RequestError, SweepRequest
+
+    typed = SweepRequest.from_options(mode="grid", losses="mae,gce", lrs="0.03,0.1", epochs="2",
+                                      dataset_args="train_per_class=20,sigma=1.5", noise="symmetric",
+                                      noise_rate="0.4").validated()
+    native = SweepRequest.from_options(mode="grid", losses=["mae", "gce"], lrs=[0.03, 0.1], epochs=2,
+                                       dataset_args={"train_per_class": 20, "sigma": 1.5}, noise="symmetric",
+                                       noise_rate=0.4).validated()
+    cli = parse_args(["--mode", "grid", "--losses", "mae,gce", "--lrs", "0.03,0.1", "--epochs", "2",
+                      "--dataset-args", "train_per_class=20,sigma=1.5", "--noise", "symmetric", "--noise-rate", "0.4"])
+    assert typed.record() == native.record() == cli.record()
+    assert typed.lrs == [0.03, 0.1] and typed.dataset_kwargs == {"classes": 10, "train_per_class": 20, "sigma": 1.5}
+    assert SweepRequest.from_options(mode="grid", lrs=0.1).validated().lrs == [0.1]   # one number: a list of one
+    for options, needle in ((dict(lrs=object()), "--lrs <object object"), (dict(lrs="0.1,x"), "--lrs 'x'"),
+                            (dict(dataset_args=[1, 2]), "--dataset-args [1, 2]: expected a mapping"),
+                            (dict(epochs=2.5), "--epochs 2.5: expected an integer"),
+                            (dict(losses=["mae", 3]), "expected a list of names"),
+                            (dict(quiet="yes"), "--quiet 'yes': expected true or false")):
+        with pytest.raises(RequestError) as err:
+            SweepRequest.from_options(mode="grid", **options)
+        assert needle in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RequestError) as err:
+        SweepRequest.from_options(mode="grid", lr_s=[0.1])
+    assert str(err.value) == "unknown option 'lr_s' (did you mean lrs, lr?)"
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    """`--config /abs/path/demo.yaml` from another folder reads the grid file it names next to it."""
+    from conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    req = parse_args(["--config", str(REPO / "sweeps" / "configs" / "demo.yaml")])
+    assert req.grid_file == str(REPO / "sweeps" / "configs" / "demo-grid.yaml")
+    assert req.grids == {"mae": {"logit_bias": [0.0, 2.0, 4.0]}, "gce": {"q": [0.3, 0.5, 0.7]}}
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "g.yaml").write_text("lrs: [0.5]\nlosses:\n  ce: {}\n")
+    (tmp_path / "sub" / "c.yaml").write_text("mode: grid\nlosses: ce\ngrid_file: g.yaml\n")
+    assert parse_args(["--config", "sub/c.yaml"]).lrs == [0.5]
+    # a paper config names its grids from the repository root: still found from any folder
+    t3 = parse_args(["--config", str(REPO / "sweeps/configs/paper/table3_webvision.yaml"), "--setting", "webvision",
+                     "--data-root", "/x", "--row", "genCE**"])
+    assert t3.grids["gce"] == {"q": [0.7], "logit_bias": [6.09]}
+
+
+def test_help_shows_the_real_defaults():
+    import re
+
+    from robustloss_core.datasets import default_root
+    from sweeps.run import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert os.path.abspath(default_root("cifar10")) in text   # the resolved data root, not "data"
+    assert "(default: ce,mae,gce)" in text and "['ce'" not in text
+    assert re.search(r"mlp1024 for [^;]*synthetic", text) and re.search(r"resnet32 for [^;]*fashionmnist", text)
+    assert "~237 s an epoch with resnet32 and ~10 s with mlp1024" in text
+    assert "searched continuously" in text and "of any dataset" in text
