@@ -223,7 +223,9 @@ def test_kill_and_resume_grid_repeats_nothing(tmp_path):
     args, exp, before, finished = _kill_mid_sweep(tmp_path)
     newest = sorted(exp.glob("experiment_state-*.json"))[-1]
     newest.write_text(newest.read_text()[:100])
-    resumed = run_cli(args + ["--resume"], env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
+    # a bare --resume: the stored request (robustloss.json) is the sweep to continue
+    resumed = run_cli(["--resume", "--name", "kr", "--storage-path", args[args.index("--storage-path") + 1]],
+                      env={"TUNE_GLOBAL_CHECKPOINT_S": "0"})
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"--resume: {len(finished)} trial(s) finished and kept" in resumed.stdout or \
         "trial(s) finished and kept" in resumed.stdout   # (a trial may finish between the poll and the kill)
@@ -243,7 +245,7 @@ def test_kill_and_resume_grid_repeats_nothing(tmp_path):
         by_lr.setdefault(lr, []).extend(r["epoch"] for r in result_rows(d))
     for lr, epochs in by_lr.items():  # no logged epoch trained twice (a killed driver may not have logged the
         assert len(epochs) == len(set(epochs)), (lr, epochs)   # last epochs its trial checkpointed: summary has 4)
-    # a second --resume finds everything finished, runs nothing and keeps the rows
+    # a second --resume, with the request's own flags, finds everything finished, runs nothing, keeps the rows
     again = run_cli(args + ["--resume"])
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "5 trial(s) finished and kept, 0 to run" in again.stdout
