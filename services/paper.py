@@ -48,12 +48,21 @@ CLI_KEYS = frozenset({
     "noise_rate", "noise_variant", "epochs", "batch_size", "model", "seeds", "search", "num_workers", "use_gpu",
     "gpus_per_trial", "storage_path", "name", "grid_file", "calibration_reference", "bias_c", "bias_schedule",
 })
-MODES = ("train", "grid", "analytic", "compare", "all")
-DATASETS = ("synthetic", "cifar10", "cifar100", "fashionmnist", "webvision", "mini-webvision", "imagefolder")
-MODELS = ("resnet32", "resnet34", "wrn101", "mlp1024")
-NOISE = ("none", "symmetric", "asymmetric")
-NOISE_VARIANTS = ("paper", "flip")
-SEARCH = ("grid", "optuna")
+
+
+def allowed_values() -> dict:
+    """Allowed values of the flags a paper config may set, from the modules that own them (issue 22: no second
+    copy to drift). Imported when a config is checked, not at import: this module stays free of torch/Ray."""
+    from robustloss_core import datasets, models, noise
+    from services import request
+
+    return {"mode": request.MODES, "dataset": tuple(datasets.DATASETS), "model": tuple(models.MODELS),
+            "noise": noise.NOISE_KINDS,
+            "noise_variant": tuple(sorted({v for vs in noise.NOISE_VARIANTS.values() for v in vs})),
+            "search": request.SEARCHES, "bias_schedule": request.BIAS_SCHEDULES,
+            "calibration_reference": tuple(request.calibration_references())}
+
+
 FALLBACK_LOSSES = ("ce", "mae", "gce", "sce", "nce", "nfl", "agce", "nce_mae", "nfl_mae", "nce_agce", "bitemp")
 
 TOP_KEYS = ("table", "description", "base", "settings", "row_lr", "row_losses", "reported")
@@ -113,8 +122,7 @@ def check_flags(flags: dict, where: str, path) -> None:
     unknown = sorted(str(k) for k in flags if k not in CLI_KEYS)
     if unknown:
         _fail(path, f"{where}: unknown CLI key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CLI_KEYS))}")
-    choices = {"mode": MODES, "dataset": DATASETS, "model": MODELS, "noise": NOISE, "noise_variant": NOISE_VARIANTS,
-               "search": SEARCH, "bias_schedule": ("auto", "constant", "weaning"), "calibration_reference": (10, 100)}
+    choices = allowed_values()
     for key, allowed in choices.items():
         if key in flags and flags[key] not in allowed:
             _fail(path, f"{where}: {key} {flags[key]!r} is not one of {', '.join(allowed)}")
