@@ -86,6 +86,22 @@ def test_evidence_scripts_smoke(tmp_path, script):
     assert all(r.get("test_top1") is not None or r.get("error") for r in res["runs"])
 
 
+
+def test_initial_sigma_smoke(tmp_path):
+    """benchmarks/initial_sigma.py --smoke: mlp1024 on synthetic K = 10, one seed; σ measured (finite,
+    positive), the README claim judged, and the JSON strict."""
+    out_dir = tmp_path / "o"
+    out = _run([BENCH / "initial_sigma.py", "--smoke", "--out", out_dir], cwd=tmp_path)
+    assert "mlp1024" in out
+    text = (out_dir / "initial_sigma.json").read_text()
+    res = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert res["smoke"] is True and len(res["rows"]) == 1
+    row = res["rows"][0]
+    assert row["model"] == "mlp1024" and row["K"] == 10 and row["skipped"] is None
+    assert [s["seed"] for s in row["seeds"]] == [0] and row["sigma"]["mean"] > 0
+    assert row["seeds"][0]["num_logits"] == row["batch"] * 10 and isinstance(row["claim_holds"], bool)
+    assert "| mlp1024 | synthetic | 10 |" in (out_dir / "initial_sigma.md").read_text()
+
 @pytest.mark.ray
 def test_sweep_overhead_smoke(tmp_path):
     """benchmarks/sweep_overhead.py --smoke: 2 one-epoch trials, plain and through the CLI, in one run; the
