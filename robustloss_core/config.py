@@ -280,19 +280,19 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------ presets
     def resolved(self) -> "TrainConfig":
         """A validated copy with model, lr, weight_decay, lr_schedule, batch_size and augment filled from
-        ``presets.training_setup`` for the dataset (milestones scaled for shortened runs, see module
-        docstring). Datasets without a setup of their own (imagefolder) use the WebVision setup; variants
-        of a dataset (``datasets.preset_dataset``: synthetic-easy) use their base dataset's."""
+        ``presets.training_setup`` for the dataset's preset column (milestones scaled for shortened runs,
+        see module docstring). The column is the one every preset decision uses (``presets.resolve_dataset``:
+        imagefolder -> webvision, synthetic-easy -> synthetic); another spelling of a dataset's name (fmnist)
+        is replaced by the registered name (``datasets.canonical_name``)."""
         from . import presets
-        from .datasets import preset_dataset
+        from .datasets import canonical_name
         from .models import default_model
 
         self.validate()
         cfg = copy.deepcopy(self)
-        base = preset_dataset(cfg.dataset)   # e.g. synthetic-easy uses the synthetic presets
-        setup_name = base if base in presets.TRAINING_SETUPS else "webvision"
-        model = cfg.model or default_model(base)
-        setup = presets.training_setup(setup_name, model=model)
+        cfg.dataset = canonical_name(cfg.dataset)
+        model = cfg.model or default_model(cfg.dataset)
+        setup = presets.training_setup(cfg.dataset, model=model)
         cfg.model = model
         if cfg.lr is None:
             cfg.lr = float(setup["optimizer"]["lr"])

@@ -10,14 +10,20 @@ uint8 NCHW images (or float features), labels, the normalisation mean/std and th
 the engine can keep everything on the accelerator and augment there with :func:`augment_batch` +
 :func:`normalize_batch` (same transforms as the CPU ``train`` dataset):
 
-=============  =====================================================  ===========================
-augment        train transform (on raw [0, 1] pixels, then normalise)  source
-=============  =====================================================  ===========================
-``cifar10``    flip, crop 32 with zero padding 4                      akamaster/pytorch_resnet_cifar10
-``cifar100``   crop 32 pad 4, flip, rotation U(−15°, 15°) (nearest)   weiaicunzai/pytorch-cifar100
-``fmnist``     flip, crop 28 pad 4                                    paper A.1
-=============  =====================================================  ===========================
-(``cifar`` is accepted as an alias of ``cifar10``.) Test data is only normalised.
+================  =====================================================  ===========================
+augment           train transform (on raw [0, 1] pixels, then normalise)  source
+================  =====================================================  ===========================
+``cifar10``       flip, crop 32 with zero padding 4                      akamaster/pytorch_resnet_cifar10
+``cifar100``      crop 32 pad 4, flip, rotation U(−15°, 15°) (nearest)   weiaicunzai/pytorch-cifar100
+``fashionmnist``  flip, crop 28 pad 4                                    paper A.1
+================  =====================================================  ===========================
+(Keyed by the dataset's name; other spellings, ``cifar``, ``fmnist``, resolve through the one name map,
+``presets.DATASET_ALIASES``.) Test data is only normalised.
+
+Names: :func:`build_dataset` and :func:`dataset_num_classes` take a registered name or another spelling of
+one (``presets.DATASET_ALIASES``: ``fmnist``, ``fashion-mnist``, ``cifar``; :func:`canonical_name`); the
+presets a dataset uses (training setup, model, loss parameters) are its preset column,
+:func:`preset_dataset`, from the same map.
 
 On-disk formats are torchvision's: ``<root>/cifar-10-batches-py`` (pickles ``data_batch_1..5``,
 ``test_batch``), ``<root>/cifar-100-python`` (``train``, ``test``), ``<root>/FashionMNIST/raw`` (idx files,
@@ -61,9 +67,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from . import presets
+
 __all__ = ["DATASETS", "DataBundle", "TensorData", "DataRootError", "build_dataset", "dataset_num_classes",
-           "register_dataset", "preset_dataset", "augment_batch", "normalize_batch", "random_crop", "random_flip",
-           "random_rotate", "rotate_batch", "holdout_split", "holdout_dataset",
+           "register_dataset", "canonical_name", "preset_dataset", "augment_batch", "normalize_batch", "random_crop",
+           "random_flip", "random_rotate", "rotate_batch", "holdout_split", "holdout_dataset",
            "AUGMENTATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "synthetic_arrays", "synthetic_oracle_top1"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,34 +116,40 @@ class DataBundle:
 # ----------------------------------------------------------------------------------------------- registry
 DATASETS: dict[str, Callable[..., DataBundle]] = {}
 _NUM_CLASSES: dict[str, Callable[..., int]] = {}
-PRESET_DATASETS: dict[str, str] = {}   # variant -> the dataset whose presets (setup, loss params) it uses
 
 
-def register_dataset(name: str, num_classes: int | Callable[..., int], presets_as: str | None = None):
+def register_dataset(name: str, num_classes: int | Callable[..., int]):
     """Register builder ``fn(root, *, download, seed, **kwargs) -> DataBundle``; ``num_classes`` is K or
-    ``f(root=..., **kwargs) -> K``; ``presets_as`` names the dataset whose presets a variant uses."""
+    ``f(root=..., **kwargs) -> K``. A dataset that is not a preset column names the column it uses in
+    ``presets.DATASET_ALIASES`` (the one map every preset decision reads)."""
 
     def deco(fn):
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         DATASETS[name] = fn
         _NUM_CLASSES[name] = num_classes if callable(num_classes) else (lambda root=None, **_: num_classes)
-        if presets_as is not None:
-            PRESET_DATASETS[name] = presets_as
         return fn
 
     return deco
 
 
+def canonical_name(name: str) -> str:
+    """The registered dataset ``name`` builds: itself, or for another spelling of a registered name (an entry
+    of ``presets.DATASET_ALIASES`` the registry lacks: fmnist, cifar) the dataset it stands for."""
+    if isinstance(name, str) and name in DATASETS:
+        return name
+    target = presets.DATASET_ALIASES.get(name) if isinstance(name, str) else None
+    if target in DATASETS:
+        return target
+    spellings = sorted(a for a, t in presets.DATASET_ALIASES.items() if a not in DATASETS and t in DATASETS)
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))} "
+                     f"(or another spelling: {', '.join(spellings)})")
+
+
 def preset_dataset(name: str) -> str:
-    """The dataset whose presets (training setup, default model, loss parameters) ``name`` uses: itself,
-    or for a variant its base (synthetic-easy -> synthetic)."""
-    return PRESET_DATASETS.get(name, name)
-
-
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+    """The preset column whose presets (training setup, default model, loss parameters, asymmetric noise
+    map) ``name`` uses: ``presets.resolve_dataset`` (synthetic-easy -> synthetic, imagefolder -> webvision)."""
+    return presets.resolve_dataset(name)
 
 
 def _own_kwargs(fn) -> list[str]:
@@ -155,7 +169,7 @@ def build_dataset(name: str, root: str | os.PathLike | None = None, *, download:
     worker runs share one copy; at most ``CACHE_BYTES`` of tensors are kept, least recently used dropped.
     Callers must not modify a cached bundle (the engine only reads it: label noise, splits and batches
     are copies)."""
-    _check_name(name)
+    name = canonical_name(name)
     fn = DATASETS[name]
     allowed = _own_kwargs(fn)
     bad = sorted(set(kwargs) - set(allowed))
@@ -181,8 +195,7 @@ def _tensor_bytes(bundle: DataBundle) -> int:
 
 def dataset_num_classes(name: str, root: str | os.PathLike | None = None, **kwargs) -> int:
     """K for ``name`` without loading data (imagefolder counts class folders under ``root/train``)."""
-    _check_name(name)
-    return int(_NUM_CLASSES[name](root=root, **kwargs))
+    return int(_NUM_CLASSES[canonical_name(name)](root=root, **kwargs))
 
 
 def _resolve_root(root) -> Path:
@@ -269,9 +282,8 @@ def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | 
 AUGMENTATIONS: dict[str, tuple[Callable[[torch.Tensor, torch.Generator | None], torch.Tensor], ...]] = {
     "cifar10": (random_flip, lambda x, g: random_crop(x, 4, g)),
     "cifar100": (lambda x, g: random_crop(x, 4, g), random_flip, lambda x, g: random_rotate(x, 15.0, g)),
-    "fmnist": (random_flip, lambda x, g: random_crop(x, 4, g)),
+    "fashionmnist": (random_flip, lambda x, g: random_crop(x, 4, g)),
 }
-AUGMENTATIONS["cifar"] = AUGMENTATIONS["cifar10"]
 
 
 def augment_batch(x: torch.Tensor, kind: str | None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -280,6 +292,8 @@ def augment_batch(x: torch.Tensor, kind: str | None, generator: torch.Generator 
     generator in the same state gives the same batch."""
     if kind is None:
         return x
+    if kind not in AUGMENTATIONS:   # another spelling of a dataset's name (cifar, fmnist): the one name map
+        kind = presets.DATASET_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(sorted(AUGMENTATIONS))} or None")
     if x.dim() != 4:
@@ -322,7 +336,8 @@ def _tensor_transforms(augment: str | None, mean, std, size: int):
 
     norm = T.Normalize(mean, std)
     crop, flip = T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()
-    train = {"cifar10": [flip, crop], "cifar100": [crop, flip, T.RandomRotation(15)], "fmnist": [flip, crop]}[augment]
+    train = {"cifar10": [flip, crop], "cifar100": [crop, flip, T.RandomRotation(15)],
+             "fashionmnist": [flip, crop]}[augment]
     return T.Compose(train + [norm]), norm
 
 
@@ -507,7 +522,7 @@ def _fashionmnist(root: Path, *, download: bool, seed: int) -> DataBundle:
                             f"(files in {SYSTEM_ROOTS['fashionmnist']})")
     trx, tex = (read_idx(files[k], 3)[:, None] for k in ("train_x", "test_x"))
     try_, tey = (read_idx(files[k], 1).astype(np.int64) for k in ("train_y", "test_y"))
-    return _in_memory_bundle("fashionmnist", 10, trx, try_, tex, tey, FMNIST_MEAN, FMNIST_STD, "fmnist",
+    return _in_memory_bundle("fashionmnist", 10, trx, try_, tex, tey, FMNIST_MEAN, FMNIST_STD, "fashionmnist",
                              {"path": str(files["train_x"].parent)})
 
 
@@ -750,6 +765,6 @@ def _synthetic_classes(root=None, classes=_SD["classes"], **_):
 
 
 register_dataset("synthetic", _synthetic_classes)(_synthetic_builder("synthetic", _SD["sigma"]))
-# the same generator with less class overlap (high attainable accuracy); synthetic presets
-register_dataset("synthetic-easy", _synthetic_classes, presets_as="synthetic")(
+# the same generator with less class overlap (high attainable accuracy); synthetic presets (presets.DATASET_ALIASES)
+register_dataset("synthetic-easy", _synthetic_classes)(
     _synthetic_builder("synthetic-easy", 1.0))

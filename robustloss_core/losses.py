@@ -163,7 +163,7 @@ class RobustLoss(torch.nn.Module):
             raise ValueError(f"{self.name}: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
         self.num_classes = num_classes
         self.logit_bias = logit_bias
-        resolved = {**self.flag_defaults, **loss_preset(self.name, dataset or "cifar10")["params"], **params}
+        resolved = {**self.flag_defaults, **loss_preset(self.name, dataset)["params"], **params}
         self.params = {k: (bool(v) if k in self.flag_defaults else _check_real(self.name, k, v))
                        for k, v in resolved.items()}
         self._validate()

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["MODELS", "register_model", "build_model", "default_model", "list_models", "init_kaiming",
-           "init_xavier", "ResNetCifar", "MLP", "DEFAULT_MODELS"]
+           "init_xavier", "ResNetCifar", "MLP"]
 
 MODELS: dict[str, Callable[[int, tuple[int, ...]], nn.Module]] = {}
 
@@ -65,23 +65,12 @@ def build_model(name: str, num_classes: int, input_shape) -> nn.Module:
     return MODELS[name](num_classes, shape)
 
 
-# Fallback when presets has no training setup for a dataset (the setups name the model otherwise).
-DEFAULT_MODELS = {"cifar10": "resnet32", "fashionmnist": "resnet32", "cifar100": "resnet34",
-                  "webvision": "wrn101", "mini-webvision": "wrn101", "imagefolder": "wrn101",
-                  "synthetic": "mlp1024"}
-
-
 def default_model(dataset: str) -> str:
-    """The paper's network for ``dataset`` (presets.TRAINING_SETUPS, else DEFAULT_MODELS)."""
+    """The paper's network for ``dataset``: its preset column's training setup's (presets.resolve_dataset,
+    the one dataset -> column map; ValueError naming the allowed names for an unknown one)."""
     from . import presets
 
-    setup = presets.TRAINING_SETUPS.get(dataset)
-    if setup is not None:
-        return setup["model"]
-    if dataset in DEFAULT_MODELS:
-        return DEFAULT_MODELS[dataset]
-    raise ValueError(f"no default model for dataset {dataset!r}; valid: "
-                     f"{', '.join(sorted(set(DEFAULT_MODELS) | set(presets.TRAINING_SETUPS)))}")
+    return presets.training_setup(dataset)["model"]
 
 
 # ------------------------------------------------------------------------------------------ init

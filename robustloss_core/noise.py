@@ -23,6 +23,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .presets import resolve_dataset
+
 __all__ = ["NoisyLabels", "apply_label_noise", "ASYMMETRIC_MAPS", "ASYMMETRIC_SOURCES", "CIFAR100_COARSE",
            "NOISE_KINDS", "NOISE_VARIANTS", "asymmetric_map"]
 
@@ -65,10 +67,10 @@ ASYMMETRIC_SOURCES: dict[str, str] = {
     "cifar100-blocks": "src: HanxunH/Active-Passive-Losses@04bce53 dataset.py: next class within blocks [5i, 5i+5)",
     "fashionmnist": "reconstructed: from the GCE paper (Zhang & Sabuncu 2018), unverified",
 }
-# which map each (dataset, asymmetric variant) uses
+# which map each (preset column, asymmetric variant) uses; a dataset name resolves to its column through the
+# one dataset map (presets.resolve_dataset: fmnist -> fashionmnist), as for every other preset decision
 _ASYM_VARIANT_MAP = {("cifar10", "paper"): "cifar10", ("cifar100", "paper"): "cifar100",
                      ("cifar100", "blocks"): "cifar100-blocks", ("fashionmnist", "paper"): "fashionmnist"}
-_DATASET_ALIASES = {"fmnist": "fashionmnist", "fashion-mnist": "fashionmnist", "fashion_mnist": "fashionmnist"}
 
 NOISE_KINDS = ("none", "symmetric", "asymmetric")
 NOISE_VARIANTS: dict[str, tuple[str, ...]] = {"none": ("paper", "flip", "blocks"), "symmetric": ("paper", "flip"),
@@ -98,8 +100,9 @@ class NoisyLabels:
 
 
 def asymmetric_map(dataset: str, variant: str = "paper") -> tuple[str, dict[int, int]]:
-    """(map key, map) used for asymmetric noise on ``dataset``; ValueError if it has none."""
-    ds = _DATASET_ALIASES.get(str(dataset).lower(), str(dataset).lower()) if dataset is not None else None
+    """(map key, map) used for asymmetric noise on ``dataset`` (its preset column's, presets.resolve_dataset);
+    ValueError if it has none, or naming the allowed names for an unknown dataset."""
+    ds = resolve_dataset(dataset) if dataset is not None else None   # None: no dataset, no map (not cifar10's)
     key = _ASYM_VARIANT_MAP.get((ds, variant))
     if key is None:
         with_map = sorted({d for d, _ in _ASYM_VARIANT_MAP})

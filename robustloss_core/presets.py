@@ -10,19 +10,47 @@ SCE = YisenWang/symmetric_cross_entropy_for_noisy_labels@ec778df; BiT = google/b
 akamaster = akamaster/pytorch_resnet_cifar10@d5489e8; weiaicunzai = weiaicunzai/pytorch-cifar100@11d8418;
 paper = Staats, Thamm & Rosenow, "Enhancing noise-robust losses for large-scale noisy data" (AAAI 2025).
 
-Dataset aliases: ``synthetic`` and ``imagefolder`` use the CIFAR-10 column (K ≤ 10 style hyperparameters,
-the paper's convention for Fashion-MNIST). For many classes the paper's point is that these values do
-not transfer: calibrate them (theory.default_calibration) or add a logit bias.
+Preset columns (``COLUMNS``): the five published datasets and ``synthetic``. Every dataset name resolves to
+one column through ONE map, ``DATASET_ALIASES`` (:func:`resolve_dataset`), and every decision keyed by a
+dataset reads that column: loss parameters, training setup, default model, MLP1024 learning rates, the
+asymmetric noise map, and the builders' spellings. ``synthetic`` has a setup of its own and CIFAR-10's loss
+parameters carried over (K ≤ 10 style hyperparameters, the paper's convention for Fashion-MNIST);
+``imagefolder`` uses the WebVision column (reason at ``DATASET_ALIASES``). For many classes the paper's point
+is that these values do not transfer: calibrate them (theory.default_calibration) or add a logit bias.
 
 The module imports nothing from the package: plain data and small accessors, read by losses (defaults),
-config (training setups), models (default model), theory (C_DEFAULT, calibration references) and the CLI.
+config (training setups), models (default model), datasets and noise (the dataset map), theory (C_DEFAULT,
+calibration references) and the CLI; so every module can import it without a cycle, which is why it owns
+the dataset map.
 """
 from __future__ import annotations
 
 import copy
 
-DATASETS = ("fashionmnist", "cifar10", "cifar100", "webvision", "mini-webvision")
-DATASET_ALIASES = {"synthetic": "cifar10", "imagefolder": "cifar10"}
+_PUBLISHED = ("fashionmnist", "cifar10", "cifar100", "webvision", "mini-webvision")   # the paper's datasets
+COLUMNS = (*_PUBLISHED, "synthetic")   # every preset column: a loss-parameter column and a training setup each
+
+# ONE map: dataset name -> the preset column (COLUMNS) it uses; a column's own name maps to itself. Every
+# lookup keyed by a dataset reads it, through resolve_dataset: loss parameters (loss_preset), training setup
+# (training_setup, config.TrainConfig.resolved), default model (models.default_model), MLP1024 learning
+# rates (mlp_lr), the asymmetric noise map (noise.asymmetric_map), the on-device augmentation
+# (datasets.augment_batch) and the builders' name normalisation (datasets.canonical_name: a name the
+# dataset registry lacks is built as the dataset it stands for). So a name gets the same column for
+# every decision.
+DATASET_ALIASES = {
+    # other spellings of a dataset
+    "fmnist": "fashionmnist", "fashion-mnist": "fashionmnist", "fashion_mnist": "fashionmnist", "cifar": "cifar10",
+    # a variant of the generator (less class overlap): the synthetic presets
+    "synthetic-easy": "synthetic",
+    # imagefolder uses the WebVision column, for its loss parameters and its training setup alike: it is
+    # read as WebVision is (224-px, ImageNet-normalised image files: datasets._imagefolder, the DataLoader
+    # path), so of the setups only WebVision's network (wrn101) and schedule are made for its images (the
+    # CIFAR setups are 32-px ResNets); its number of classes is the folder's, unknown and typically larger
+    # than 10, where the paper carries CIFAR-100's values over (Table 4: WebVision takes CIFAR-100's), not
+    # CIFAR-10's K <= 10 ones; and WebVision has no asymmetric class map, so asymmetric noise is refused on
+    # a folder of unknown classes instead of applying CIFAR-10's truck->automobile pairs to them.
+    "imagefolder": "webvision",
+}
 NUM_CLASSES = {"fashionmnist": 10, "cifar10": 10, "cifar100": 100, "webvision": 1000, "mini-webvision": 50}
 
 _APL = "APL (HanxunH/Active-Passive-Losses@04bce53)"
@@ -37,7 +65,14 @@ def _e(params: dict, source: str, reconstructed: bool = False) -> dict:
 
 
 def _row(fm, c10, c100, wv, mwv) -> dict:
-    return dict(zip(DATASETS, (fm, c10, c100, wv, mwv)))
+    return {**dict(zip(_PUBLISHED, (fm, c10, c100, wv, mwv))), "synthetic": _carried_to_synthetic(c10)}
+
+
+def _carried_to_synthetic(c10: dict) -> dict:
+    """The synthetic column's entry: CIFAR-10's carried over. No paper gives values for this project's
+    dataset, so a carried-over hyperparameter is a reconstruction (our default)."""
+    return _e(dict(c10["params"]), f"CIFAR-10 value carried over to synthetic: {c10['source']}",
+              c10["reconstructed"] or bool(c10["params"]))
 
 
 _NOPARAM = _e({}, "no hyperparameters")
@@ -104,13 +139,14 @@ LOSS_PRESETS: dict[str, dict[str, dict]] = {
 
 
 def resolve_dataset(dataset: str | None) -> str:
-    """Preset column for ``dataset`` (None -> cifar10; aliases per DATASET_ALIASES)."""
+    """The preset column (COLUMNS) of ``dataset``: itself, or its DATASET_ALIASES entry; None -> cifar10.
+    The one resolution every preset lookup uses; ValueError naming the allowed names for any other."""
     if dataset is None:
         return "cifar10"
-    name = DATASET_ALIASES.get(dataset, dataset)
-    if name not in DATASETS:
-        allowed = ", ".join((*DATASETS, *DATASET_ALIASES))
-        raise ValueError(f"unknown dataset {dataset!r} for presets; allowed: {allowed}")
+    name = DATASET_ALIASES.get(dataset, dataset) if isinstance(dataset, str) else dataset
+    if name not in COLUMNS:
+        allowed = ", ".join((*COLUMNS, *DATASET_ALIASES))
+        raise ValueError(f"unknown dataset {dataset!r}; allowed: {allowed}")
     return name
 
 
@@ -138,7 +174,7 @@ def _setup(model, lr, weight_decay, lr_schedule, epochs, batch_size, source, rec
             "reconstructed": list(reconstructed)}
 
 
-# Training setups per dataset (paper App. A.1 + reference repos), the fields config.TrainConfig.resolved
+# Training setups per preset column (COLUMNS; paper App. A.1 + reference repos), the fields TrainConfig.resolved
 # reads. SGD momentum 0.9 everywhere (TrainConfig.momentum). ``augment``: whether training batches get the
 # dataset's augmentation (which one is the dataset's: datasets.AUGMENTATIONS); the ResNet setups do.
 TRAINING_SETUPS: dict[str, dict] = {
@@ -168,7 +204,7 @@ MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "constant"}, 60, 128,
                        "paper A.1 (MLP1024: SGD, no weight decay, exponential LR decay, normalise only); decay factor "
                        "1.0 and 60 epochs fitted to the paper's CE rows on the real Fashion-MNIST "
                        "(benchmarks/fashionmnist_mlp1024.py)",
-                       ("batch_size", "lr_schedule (fitted)", "epochs (fitted)"), augment=False)
+                       ("batch_size", "lr_schedule", "epochs"), augment=False)
 
 # Learning rates the paper picked for MLP1024 ("mae*" = mae with the Eq. 4 logit bias).
 _T5_T6 = "derived: paper Table 5 matched to the bold entries of Table 6"
@@ -181,20 +217,21 @@ MLP_LR = {
 
 
 def training_setup(dataset: str, model: str | None = None) -> dict:
-    """Training setup for ``dataset`` (a copy); ``model="mlp1024"`` gives the MLP1024 appendix setup."""
-    if dataset not in TRAINING_SETUPS:
-        raise ValueError(f"unknown dataset {dataset!r} for training setups; allowed: {', '.join(TRAINING_SETUPS)}")
-    if model == "mlp1024" and dataset != "synthetic":
-        return copy.deepcopy(MLP1024_SETUP)
-    return copy.deepcopy(TRAINING_SETUPS[dataset])
+    """Training setup of ``dataset``'s preset column (resolve_dataset; a copy); ``model="mlp1024"`` on a
+    column whose setup trains another network gives the MLP1024 appendix setup."""
+    setup = TRAINING_SETUPS[resolve_dataset(dataset)]
+    if model == "mlp1024" and setup["model"] != "mlp1024":
+        setup = MLP1024_SETUP
+    return copy.deepcopy(setup)
 
 
 def mlp_lr(loss: str, dataset: str, *, logit_bias: bool = False) -> float:
-    """The paper's MLP1024 learning rate for ``loss`` on ``dataset`` (cifar10 or fashionmnist)."""
+    """The paper's MLP1024 learning rate for ``loss`` on ``dataset`` (its column: cifar10 or fashionmnist)."""
     key = f"{loss}*" if logit_bias else loss
-    if dataset not in MLP_LR:
+    column = resolve_dataset(dataset)
+    if column not in MLP_LR:
         raise ValueError(f"no MLP1024 learning rates for dataset {dataset!r}; allowed: {', '.join(MLP_LR)}")
-    table = MLP_LR[dataset]["lrs"]
+    table = MLP_LR[column]["lrs"]
     if key not in table:
         raise ValueError(f"no MLP1024 learning rate for loss {key!r}; allowed: {', '.join(table)}")
     return table[key]

@@ -15,6 +15,14 @@ Ray (``RAY_CHECKED``):
   * ``ray.tune.trainable.function_trainable.wrap_function`` — :func:`function_trainable`: the class Tune
     makes of a function trainable, subclassed so a trial's actor is named after its hyperparameters.
   * ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials`` — :func:`persistent_optuna_search`.
+  * ``ray._common.utils.get_ray_address_file(temp_dir)`` — :func:`ray_address_file`: the file ``ray start``
+    records its GCS address in and ``address="auto"`` reads (``services.cluster.check_address``).
+  * ``ray._private.ray_logging.global_worker_stdstream_dispatcher`` (its ``handlers`` list and ``_lock``)
+    and the name ``"ray_print_logs"`` that ``ray.init`` registers the driver's printer of worker output
+    under (``ray/_private/worker.py``) — :func:`wrap_worker_printer` (``services.quiet.filter_worker_stream``).
+  * Loggers of private Ray modules, named by ``logging.getLogger(__name__)`` there, or by the file's path
+    (``__file__``) — :data:`TOKEN_AUTH_LOGGER`, :data:`PLACEMENT_GROUP_CALLBACK_LOGGER`,
+    :data:`TRAIN_REPORT_LOGGER_FILE`: where ``services.quiet.LOG_DROPS`` put their filters.
 Optuna (``OPTUNA_CHECKED``):
   * ``Study._storage.set_trial_state_values`` and ``FrozenTrial._trial_id`` — :func:`fail_trial`: mark a
     trial a killed driver left RUNNING as FAIL (the public ``Study.tell`` refuses trials it did not ask).
@@ -25,6 +33,35 @@ import contextlib
 
 RAY_CHECKED = "2.60.0"
 OPTUNA_CHECKED = "5.1.0"
+
+# Private Ray modules whose loggers emit a line services.quiet drops (their module-level ``logger``).
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"   # getLogger(__name__)
+PLACEMENT_GROUP_CALLBACK_LOGGER = "ray.train.v2._internal.callbacks.placement_group_callback"   # (__name__)
+# Ray names this one by the file's absolute path (getLogger(__file__)): the path inside the installed Ray
+TRAIN_REPORT_LOGGER_FILE = "ray/train/v2/_internal/execution/context.py"
+WORKER_PRINTER = "ray_print_logs"   # the dispatcher handler ray.init(log_to_driver=True) registers
+
+
+def ray_address_file(temp_dir: str | None = None) -> str:
+    """The file ``ray start`` writes its address to and Ray's ``address="auto"`` reads, in ``temp_dir``
+    (``ray_current_cluster``); ``None``: in Ray's default temp dir ($RAY_TMPDIR, else $TMPDIR, else /tmp; + /ray)."""
+    from ray._common.utils import get_ray_address_file
+
+    return get_ray_address_file(temp_dir)
+
+
+def wrap_worker_printer(wrap) -> bool:
+    """Replace the driver's printer of worker output (the ``ray_print_logs`` handler ``ray.init`` adds to
+    ``global_worker_stdstream_dispatcher``) by ``wrap(printer)``, under the dispatcher's lock. Returns
+    whether the printer was there (False before ``ray.init``, without ``log_to_driver``, or if Ray renames it)."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    with dispatcher._lock:
+        for i, (name, handle) in enumerate(dispatcher.handlers):
+            if name == WORKER_PRINTER:
+                dispatcher.handlers[i] = (name, wrap(handle))
+                return True
+    return False
 
 
 def varied_hparams_tbx(varied: list[str]):

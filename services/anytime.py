@@ -588,6 +588,15 @@ def write(storage: st.Storage, name: str, payload: dict) -> dict:
     return {"anytime_json": storage.display(name, "anytime.json"), "anytime_png": storage.display(name, "anytime.png")}
 
 
+def write_compare_report(storage: st.Storage, name: str, rows: list[dict], *, grid: str, analytic: str,
+                         selection: str | None = None) -> dict:
+    """What ``compare`` writes: its report (``compare.write_report``) and, when ``grid`` is a complete grid in
+    ``storage``, the anytime files beside it. Returns every file's location."""
+    files = cmp.write_report(storage, name, rows, grid=grid, analytic=analytic, selection=selection)
+    selection = selection or (rows[0]["selection"] if rows else "val")
+    return {**files, **write_when_complete(storage, name, rows, grid=grid, selection=selection)}
+
+
 def write_when_complete(storage: st.Storage, name: str, rows: list[dict], *, grid: str, selection: str = "val",
                         **options) -> dict:
     """compare's last step: the anytime files when ``grid`` is a complete grid in ``storage``, else a one-line

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from robustloss_core.datasets import DataRootError
+from services import anytime
 from services import compare as cmp
 from services import estimate
 from services import storage as st
@@ -300,7 +301,8 @@ def run_compare(req: SweepRequest, storage, name: str, resume: bool = False, mis
     grid = cmp.load_summary(storage, req.grid_name)
     analytic = cmp.load_summary(storage, req.analytic_name)
     rows = cmp.compare(grid, analytic, selection=req.selection)
-    files = cmp.write_report(storage, name, rows, grid=req.grid_name, analytic=req.analytic_name, selection=req.selection)
+    files = anytime.write_compare_report(storage, name, rows, grid=req.grid_name, analytic=req.analytic_name,
+                                         selection=req.selection)
     print(cmp.title(rows, req.grid_name, req.analytic_name))
     print(cmp.to_markdown(rows))
     if req.config and req.setting:  # a paper table: the paper's numbers beside ours

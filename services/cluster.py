@@ -46,9 +46,9 @@ def check_address(address: str | None, *, timeout: float = 3.0) -> None:
     if address == "auto":
         if os.environ.get("RAY_ADDRESS"):
             return check_address(os.environ["RAY_ADDRESS"], timeout=timeout)
-        from ray._common.utils import get_ray_address_file
+        from services._private_api import ray_address_file
 
-        found = get_ray_address_file(None)   # what Ray's own `auto` reads: $RAY_TMPDIR (or $TMPDIR)/ray, else /tmp/ray
+        found = ray_address_file()   # what Ray's own `auto` reads: $RAY_TMPDIR (or $TMPDIR)/ray, else /tmp/ray
         if os.path.exists(found):
             with open(found) as f:
                 return check_address(f.read().strip() or None, timeout=timeout)

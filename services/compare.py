@@ -408,7 +408,4 @@ def write_report(storage: st.Storage, name: str, rows: list[dict], *, grid: str,
     with tempfile.TemporaryDirectory() as d:
         png = plot(rows, os.path.join(d, "compare.png"))
         storage.upload_file(png, name, "compare.png")
-    files = {k: storage.display(name, f"compare.{k}") for k in ("md", "csv", "png", "json")}
-    from services import anytime   # anytime.json/.png when the grid is a complete grid in this storage
-
-    return {**files, **anytime.write_when_complete(storage, name, rows, grid=grid, selection=selection)}
+    return {k: storage.display(name, f"compare.{k}") for k in ("md", "csv", "png", "json")}

@@ -27,6 +27,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from services import _private_api as private
+
 RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.data", "ray.air", "ray.util")
 
 
@@ -41,15 +43,15 @@ class Drop:
 
 
 LOG_DROPS = (
-    Drop("ray._private.authentication.authentication_token_setup",
+    Drop(private.TOKEN_AUTH_LOGGER,
          "Token authentication is enabled for this Ray cluster",
          "Ray >= 2.59 warns at every start of a local Ray that it turned token authentication on by "
          "default: that is the secure default, nothing to act on (the warning that auth is *disabled* is kept)"),
-    Drop("ray/train/v2/_internal/execution/context.py",   # Ray names this logger by the file's path (__file__)
+    Drop(private.TRAIN_REPORT_LOGGER_FILE,   # Ray names this logger by the file's path (__file__)
          "Reporting training result ",
          "Ray Train logs every ray.train.report at INFO with the whole TrainingReport repr (metrics and "
          "checkpoint, >1,000 characters an epoch); the CLI prints its own line per trial result"),
-    Drop("ray.train.v2._internal.callbacks.placement_group_callback",
+    Drop(private.PLACEMENT_GROUP_CALLBACK_LOGGER,
          "Failed to stop PlacementGroupCleaner gracefully",
          "the Train controller waits for the cleaner's stop() as long as stop() waits for the cleaner's "
          "monitor thread, so it times out first (GetTimeoutError, ray-project/ray PR #62516); the cleaner "
@@ -139,27 +141,23 @@ def keep_line(line: str) -> bool:
 def filter_worker_stream() -> bool:
     """Drop :data:`STREAM_DROPS` from the worker output the driver prints (``log_to_driver``).
 
-    Wraps the printer Ray registers in ``ray.init`` (handler ``ray_print_logs`` of
-    ``ray._private.ray_logging.global_worker_stdstream_dispatcher``); call after ``ray.init``.
-    Returns whether the printer was found (Ray private API: False if a Ray release renames it)."""
-    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    Wraps the printer Ray registers in ``ray.init`` (Ray private API, fenced in
+    ``services._private_api.wrap_worker_printer``); call after ``ray.init``. Idempotent. Returns whether
+    the printer was found (False if a Ray release renames it)."""
 
-    with dispatcher._lock:
-        for i, (name, handle) in enumerate(dispatcher.handlers):
-            if name != "ray_print_logs":
-                continue
-            if getattr(handle, "robustloss_filtered", False):
-                return True
+    def wrap(handle):
+        if getattr(handle, "robustloss_filtered", False):
+            return handle
 
-            def filtered(data, _print=handle):
-                lines = [ln for ln in data.get("lines", []) if keep_line(ln)]
-                if lines:
-                    _print({**data, "lines": lines})
+        def filtered(data, _print=handle):
+            lines = [ln for ln in data.get("lines", []) if keep_line(ln)]
+            if lines:
+                _print({**data, "lines": lines})
 
-            filtered.robustloss_filtered = True
-            dispatcher.handlers[i] = (name, filtered)
-            return True
-    return False
+        filtered.robustloss_filtered = True
+        return filtered
+
+    return private.wrap_worker_printer(wrap)
 
 
 def is_termination_noise(unraisable) -> bool:

@@ -448,13 +448,6 @@ class SweepRequest:
                          max_failures=self.max_failures, max_concurrent_trials=self.max_concurrent_trials,
                          checkpoint_every=self.checkpoint_every, checkpoint_seconds=self.checkpoint_seconds)
 
-    def lr_for(self, base: dict):
-        """The one learning rate of a loss when none is searched (kept for callers; the rule is
-        ``services.resolve.learning_rates``, as ``--mode train`` applies it)."""
-        from services.resolve import learning_rates
-
-        return lambda loss, biased=False: learning_rates(self.replace(mode="train"), loss, biased, base)[0]
-
 
 def _shown(value) -> str:
     """' <value>' as typed on a command line ('' for a switch)."""

@@ -131,7 +131,7 @@ def test_fashionmnist_idx(tmp_path, gz):
     np.testing.assert_array_equal(t.train_x.numpy()[:, 0], arr["train_x"])
     np.testing.assert_array_equal(b.train_targets, arr["train_y"])
     np.testing.assert_array_equal(t.test_y.numpy(), arr["test_y"])
-    assert (t.mean, t.std, t.augment) == ((0.2860,), (0.3530,), "fmnist")
+    assert (t.mean, t.std, t.augment) == ((0.2860,), (0.3530,), "fashionmnist")
     assert b.train[2][0].shape == (1, 28, 28)
 
 
@@ -321,9 +321,9 @@ def crops(x: torch.Tensor, pad: int):
     return [xp[:, i:i + h, j:j + w] for i, j in itertools.product(range(2 * pad + 1), repeat=2)]
 
 
-@pytest.mark.parametrize("kind", ["cifar10", "cifar", "cifar100", "fmnist"])
+@pytest.mark.parametrize("kind", ["cifar10", "cifar", "cifar100", "fashionmnist", "fmnist"])
 def test_augment_shape_dtype_determinism(kind):
-    x = images(c=1 if kind == "fmnist" else 3)
+    x = images(c=1 if "mnist" in kind else 3)
     a = augment_batch(x, kind, torch.Generator().manual_seed(5))
     b = augment_batch(x, kind, torch.Generator().manual_seed(5))
     c = augment_batch(x, kind, torch.Generator().manual_seed(6))

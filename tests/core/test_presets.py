@@ -7,13 +7,15 @@ import re
 
 import pytest
 
-from robustloss_core import config, datasets, models, presets
+from robustloss_core import config, datasets, models, noise, presets
 from robustloss_core.losses import LOSSES, build_loss
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PRESETS_PY = ROOT / "robustloss_core" / "presets.py"
 REFERENCE_MD = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference-params.md"   # ../shared beside the checkout
 RUNTIME = [p for d in ("robustloss_core", "services", "sweeps") for p in (ROOT / d).rglob("*.py") if p != PRESETS_PY]
+# every dataset name there is: the preset columns, the one alias map's names, the registered datasets
+ALL_NAMES = sorted({*presets.COLUMNS, *presets.DATASET_ALIASES, *datasets.DATASETS})
 
 
 def test_imports_nothing_from_the_package():
@@ -51,7 +53,7 @@ def test_one_definition_of_c():
 def test_loss_entries_are_sourced_and_marked():
     assert set(presets.LOSS_PRESETS) == set(LOSSES)
     for loss, row in presets.LOSS_PRESETS.items():
-        assert tuple(row) == presets.DATASETS, loss
+        assert tuple(row) == presets.COLUMNS, loss
         for ds, entry in row.items():
             assert set(entry) == {"params", "source", "reconstructed"}, (loss, ds)
             assert isinstance(entry["source"], str) and entry["source"] and isinstance(entry["reconstructed"], bool)
@@ -60,16 +62,17 @@ def test_loss_entries_are_sourced_and_marked():
                 assert entry["reconstructed"], (loss, ds)
 
 
-@pytest.mark.parametrize("ds", [*presets.DATASETS, *presets.DATASET_ALIASES, None])
+@pytest.mark.parametrize("ds", [*ALL_NAMES, None])
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_every_preset_builds_as_the_default(loss, ds):
-    k = presets.NUM_CLASSES[presets.DATASET_ALIASES.get(ds, ds or "cifar10")]
+    k = presets.NUM_CLASSES.get(presets.resolve_dataset(ds), 10)   # synthetic: its default K
     want = presets.loss_preset(loss, ds)["params"]
     assert {p: v for p, v in build_loss(loss, k, dataset=ds).params.items() if p in want} == want
 
 
 def test_num_classes_agree_with_datasets():
-    assert {ds: datasets.dataset_num_classes(ds) for ds in presets.DATASETS} == presets.NUM_CLASSES
+    assert set(presets.NUM_CLASSES) == set(presets.COLUMNS) - {"synthetic"}   # synthetic: K is chosen
+    assert {ds: datasets.dataset_num_classes(ds) for ds in presets.NUM_CLASSES} == presets.NUM_CLASSES
 
 
 def _md_loss_table() -> dict:
@@ -124,6 +127,70 @@ def test_training_setups_feed_config_and_models():
             cfg = config.TrainConfig(dataset=name, epochs=setup["epochs"]).resolved()
             assert (cfg.model, cfg.lr, cfg.weight_decay, cfg.batch_size) == (
                 setup["model"], setup["optimizer"]["lr"], setup["optimizer"]["weight_decay"], setup["batch_size"])
+
+
+# ----------------------------------------------------------------------------- one dataset -> column map
+def test_one_map_onto_the_columns():
+    """Every preset column has a loss-parameter column and a training setup; the one map sends a name
+    straight to a column (no chains, no column renamed)."""
+    assert tuple(presets.TRAINING_SETUPS) == presets.COLUMNS
+    assert all(tuple(row) == presets.COLUMNS for row in presets.LOSS_PRESETS.values())
+    assert set(presets.DATASET_ALIASES.values()) <= set(presets.COLUMNS)
+    assert not set(presets.DATASET_ALIASES) & set(presets.COLUMNS)
+    # the decision of DATASET_ALIASES' comment: imagefolder reads WebVision's column for everything
+    assert presets.resolve_dataset("imagefolder") == "webvision" and models.default_model("imagefolder") == "wrn101"
+    assert presets.loss_preset("sce", "imagefolder") == presets.loss_preset("sce", "webvision")
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_every_decision_reads_the_same_column(name):
+    """Loss parameters, training setup (presets and TrainConfig.resolved), default model, MLP1024 rates,
+    asymmetric noise map and the builders' name: all from the one resolved column."""
+    col = presets.resolve_dataset(name)
+    assert col in presets.COLUMNS and datasets.preset_dataset(name) == col
+    for loss, row in presets.LOSS_PRESETS.items():
+        assert presets.loss_preset(loss, name) == row[col], loss
+    setup = presets.TRAINING_SETUPS[col]
+    assert presets.training_setup(name) == setup and models.default_model(name) == setup["model"]
+    cfg = config.TrainConfig(dataset=name, epochs=setup["epochs"]).resolved()
+    assert (cfg.model, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.augment) == (
+        setup["model"], setup["optimizer"]["lr"], setup["optimizer"]["weight_decay"], setup["batch_size"],
+        setup["augment"])
+    assert presets.resolve_dataset(cfg.dataset) == col and cfg.dataset in datasets.DATASETS
+    if col in presets.MLP_LR:
+        assert presets.mlp_lr("ce", name) == presets.MLP_LR[col]["lrs"]["ce"]
+    else:
+        with pytest.raises(ValueError, match="no MLP1024 learning rates"):
+            presets.mlp_lr("ce", name)
+
+    def class_map(ds):
+        try:
+            return noise.asymmetric_map(ds)
+        except ValueError as e:
+            assert "has none" in str(e)
+            return None
+
+    assert class_map(name) == class_map(col)
+    if name in presets.DATASET_ALIASES and name in datasets.DATASETS:   # a dataset of its own, another's presets:
+        assert class_map(name) is None                                   # it must not borrow a class map
+    built = datasets.canonical_name(name)   # what the builders build for the name uses the same column
+    assert presets.resolve_dataset(built) == col
+    if name not in datasets.DATASETS:   # another spelling: builds the dataset it stands for
+        assert built == col and datasets.dataset_num_classes(name) == datasets.dataset_num_classes(col)
+
+
+@pytest.mark.parametrize("lookup", [
+    presets.resolve_dataset, lambda n: presets.loss_preset("gce", n), presets.training_setup,
+    lambda n: presets.mlp_lr("ce", n), models.default_model, datasets.preset_dataset, noise.asymmetric_map,
+    datasets.canonical_name, datasets.dataset_num_classes, lambda n: config.TrainConfig(dataset=n).resolved(),
+], ids=["resolve", "loss", "setup", "mlp_lr", "model", "preset_dataset", "noise", "canonical", "num_classes",
+        "config"])
+def test_unknown_dataset_raises_naming_the_allowed_values(lookup):
+    with pytest.raises(ValueError) as e:
+        lookup("svhn")
+    msg = str(e.value)
+    assert "'svhn'" in msg and "\n" not in msg
+    assert all(name in msg for name in presets.COLUMNS), msg
 
 
 def test_mlp_learning_rates_are_sourced():

@@ -269,7 +269,7 @@ def test_compare_writes_anytime_files_for_a_complete_grid(tmp_path, capsys):
     assert read.keys() == hist.keys()
     assert all(read[k][e]["val_top1"] == hist[k][e]["val_top1"] for k in hist for e in hist[k])
     rows = cmp.compare(grid, analytic_summary())
-    files = cmp.write_report(storage, "cmp", rows, grid="g", analytic="a")
+    files = at.write_compare_report(storage, "cmp", rows, grid="g", analytic="a")
     assert {"anytime_json", "anytime_png"} <= set(files)
     saved = json.loads((tmp_path / "cmp" / "anytime.json").read_text())
     assert saved["axis"] == "trial_epochs" and saved["search_seeds"] == at.SEARCH_SEEDS
@@ -281,7 +281,7 @@ def test_compare_writes_anytime_files_for_a_complete_grid(tmp_path, capsys):
     # an incomplete grid: compare's report still written, the anytime files not, one line saying why
     grid["runs"][0]["status"] = "error"
     storage.write_json(grid, "g", "summary.json")
-    files = cmp.write_report(storage, "cmp2", rows, grid="g", analytic="a")
+    files = at.write_compare_report(storage, "cmp2", rows, grid="g", analytic="a")
     assert "anytime_json" not in files and not (tmp_path / "cmp2" / "anytime.json").exists()
     assert "anytime: not written (grid 'g' is not complete" in capsys.readouterr().out
 

@@ -119,3 +119,72 @@ def test_fail_trial_marks_a_running_trial_failed():
     assert study.get_trials()[0].state == optuna.trial.TrialState.FAIL
     with pytest.raises(RuntimeError):   # a finished trial stays as it is
         private.fail_trial(study, study.get_trials()[0])
+
+
+def test_ray_address_file_is_the_one_ray_start_writes_and_auto_reads(tmp_path, monkeypatch):
+    """``ray_address_file``: in the given temp dir, else in Ray's default one ($RAY_TMPDIR/ray); the file
+    Ray's own writer (``ray start``) fills and its ``auto`` lookup reads."""
+    from ray._private import services as ray_services
+    from ray._private.utils import write_ray_address
+
+    found = private.ray_address_file(str(tmp_path))
+    assert found == str(tmp_path / "ray_current_cluster")
+    write_ray_address("127.0.0.1:6380", str(tmp_path))
+    assert open(found).read() == "127.0.0.1:6380"
+    assert ray_services.find_bootstrap_address(str(tmp_path)) == "127.0.0.1:6380"
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert private.ray_address_file() == str(tmp_path / "ray" / "ray_current_cluster")
+
+
+def test_worker_printer_is_wrapped_under_the_dispatchers_lock():
+    """The dispatcher ``ray.init`` registers the driver's printer with has the ``handlers`` list and
+    ``_lock`` used, ``ray.init`` names the printer ``WORKER_PRINTER``, and ``wrap_worker_printer`` replaces
+    that handler only (False when it is absent)."""
+    import inspect
+    import threading
+
+    import ray._private.worker as ray_worker
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    assert isinstance(dispatcher.handlers, list) and isinstance(dispatcher._lock, type(threading.Lock()))
+    assert f'"{private.WORKER_PRINTER}"' in inspect.getsource(ray_worker.connect)   # ray.init's registration
+    assert not private.wrap_worker_printer(lambda handle: handle)   # no ray.init here: no printer
+    printed, other = [], []
+    dispatcher.add_handler("another", other.append)
+    dispatcher.add_handler(private.WORKER_PRINTER, printed.append)
+    try:
+        assert private.wrap_worker_printer(lambda handle: lambda data: handle({**data, "lines": ["wrapped"]}))
+        assert not dispatcher._lock.locked()
+        dispatcher.emit({"lines": ["raw"]})
+        assert printed == [{"lines": ["wrapped"]}] and other == [{"lines": ["raw"]}]
+    finally:
+        dispatcher.remove_handler(private.WORKER_PRINTER)
+        dispatcher.remove_handler("another")
+
+
+@pytest.mark.parametrize("name", ["TOKEN_AUTH_LOGGER", "PLACEMENT_GROUP_CALLBACK_LOGGER"])
+def test_private_logger_names_are_those_modules_loggers(name):
+    """Each name is an importable Ray module whose module-level logger is ``getLogger(__name__)``: the
+    logger services.quiet filters is the one that module logs to."""
+    import importlib
+    import logging
+
+    module = importlib.import_module(getattr(private, name))
+    assert module.logger is logging.getLogger(getattr(private, name))
+
+
+def test_train_report_logger_is_named_by_its_files_path():
+    """Ray Train's execution context logs to ``getLogger(__file__)``: the installed file at
+    ``TRAIN_REPORT_LOGGER_FILE``, which services.quiet.emitter resolves to the same logger."""
+    import importlib
+    import logging
+    import os
+
+    from services import quiet
+
+    module_name = private.TRAIN_REPORT_LOGGER_FILE.removesuffix(".py").replace("/", ".")
+    module = importlib.import_module(module_name)
+    path = os.path.join(os.path.dirname(ray.__file__), *private.TRAIN_REPORT_LOGGER_FILE.split("/")[1:])
+    assert os.path.samefile(module.__file__, path) and module.logger is logging.getLogger(module.__file__)
+    drop = next(d for d in quiet.LOG_DROPS if d.where == private.TRAIN_REPORT_LOGGER_FILE)
+    assert quiet.emitter(drop) is module.logger

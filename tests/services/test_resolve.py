@@ -57,8 +57,6 @@ def test_learning_rate_rule_per_mode():
     assert resolve.learning_rates(searched.replace(lr=0.5), "gce", False, base) == (0.03, 0.1, 0.3)
     shared = parse_args(["--mode", "grid", "--losses", "gce", "--lr", "0.05"])
     assert resolve.learning_rates(shared, "gce", False, base) == (0.05,)
-    # the old entry point gives the train-mode rule
-    assert fm.lr_for(base)("mae", True) == presets.MLP_LR["fashionmnist"]["lrs"]["mae*"]
 
 
 def test_resolve_from_calibration_and_flags():
