@@ -133,6 +133,10 @@ def _worker(cfg: dict) -> tuple[str, float]:
     name, t0 = name_of(cfg), time.time()
     path = os.path.join(OUT, name + ".json")
     hist: list[dict] = []
+    if find_record(cfg) is not None or _running_elsewhere(cfg):   # another runner did or does it: skip
+        return name, -1.0
+    with open(path + ".partial", "w") as f:   # claim it at once (another runner's pending() reads this)
+        json.dump({"config": cfg, "history": hist}, f)
 
     def on_epoch(m, _get_state):
         hist.append(m)
@@ -210,7 +214,8 @@ def run_all(runs: list[dict], procs: int) -> None:
         return
     with mp.get_context("spawn").Pool(procs, maxtasksperchild=1) as pool:
         for name, wall in pool.imap_unordered(_worker, todo):
-            print(f"{time.strftime('%H:%M:%S')} done {name} in {wall:.0f} s", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} " + (f"skipped {name} (another runner has it)" if wall < 0
+                                                      else f"done {name} in {wall:.0f} s"), flush=True)
 
 
 STAGES = {"fit": lambda: fit_runs() + fit_extra_runs(), "table5": table5_runs}
@@ -226,13 +231,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", help="fit | list | a JSON file of run_config keyword dicts")
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--reverse", action="store_true",
+                    help="run the stage's pending runs last-first (a second runner beside a first one)")
     a = ap.parse_args(argv)
     if a.stage == "list":
         for f in sorted(os.listdir(OUT)):
             print(f)
         return 0
     runs = STAGES[a.stage]() if a.stage in STAGES else load_stage_file(a.stage)
-    run_all(runs, a.procs)
+    run_all(runs[::-1] if a.reverse else runs, a.procs)
     return 0
 
 

@@ -72,9 +72,17 @@ def test_status_table_names_the_storage_and_the_best_trials_own_parameters():
     a.update_last_result({"config": {"loss": "gce", "q": 0.7, "lr": 0.1}, "val_top1": 55.0, "epoch": 2})
     b = StubTrial("run_trial", config={"loss": "ce", "lr": 0.03}, stub=True, trial_id="b2")
     b.update_last_result({"config": {"loss": "ce", "lr": 0.03}, "val_top1": 60.0, "epoch": 2})
+    from ray.tune.utils import log as tune_log
+
     reporter = private.storage_reporter(["loss", "q", "lr"], "/store/exp", metric_columns={"val_top1": "val"})
     reporter.setup(start_time=time.time(), metric="val_top1", mode="max")
-    lines = reporter._progress_str([a, b], False).split("\n")
+    # Tune's verbosity is process-global: a quiet sweep earlier in this process (verbose=0) hides the table
+    before = tune_log.verbosity
+    tune_log.set_verbosity(1)
+    try:
+        lines = reporter._progress_str([a, b], False).split("\n")
+    finally:
+        tune_log.set_verbosity(before)
     assert "Result logdir: /store/exp" in lines and not any("driver_artifacts" in ln for ln in lines)
     # the best trial (ce) has no q: named with its own parameters instead of Tune's KeyError
     assert "Current best trial: b2 with val_top1=60.0 (loss=ce, lr=0.03)" in lines

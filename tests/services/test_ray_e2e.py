@@ -126,9 +126,13 @@ def test_all_modes_end_to_end(tmp_path, other_ray):
     assert len(rows) == 4 and {r["mode"] for r in rows} == {"grid", "analytic"}
     assert all(COMPARE_KEYS <= set(r) and r["selection"] == "val" for r in rows)
     analytic_rows = {r["loss"]: r for r in rows if r["mode"] == "analytic"}
+    from services import compare as cmp
+
     for loss, r in analytic_rows.items():
-        assert r["trial_epochs"] == 2 * 2 and r["verdict"] in ("better", "tie", "worse")
-        assert r["gap_ci95"][0] <= r["gap"] <= r["gap_ci95"][1]
+        # paired over the 2 shared seeds; with tiny data both differences can be equal (no spread): undetermined
+        assert r["trial_epochs"] == 2 * 2 and r["interval"] == "paired"
+        assert r["verdict"] == cmp.verdict(r["gap_ci95"]) and r["verdict"] in cmp.VERDICTS
+        assert r["gap_ci95"] is None or r["gap_ci95"][0] <= r["gap"] <= r["gap_ci95"][1]
         spent = sum(x["compute_seconds"] for x in analytic["runs"] if x["loss"] == loss)
         assert r["worker_seconds"] >= spent > 0
     assert all(RUN_KEYS <= set(r) for r in payload["runs"]) and len(payload["runs"]) == 12
