@@ -138,7 +138,9 @@ def claims(rows: list[dict]) -> list[dict]:
         if (a, ra) not in by or (b, rb) not in by:
             continue
         A, B = by[(a, ra)], by[(b, rb)]
-        g = gap_verdict(_per_seed(A), _per_seed(B))
+        shared = set(_per_seed(A)) & set(_per_seed(B))   # paired over the seeds both rows have
+        g = gap_verdict({s: v for s, v in _per_seed(A).items() if s in shared},
+                        {s: v for s, v in _per_seed(B).items() if s in shared})
         paper_gap = None if A["paper_mean"] is None or B["paper_mean"] is None else A["paper_mean"] - B["paper_mean"]
         out.append({"claim": f"{a} ({int(100 * ra)} %) > {b} ({int(100 * rb)} %)", "paper_gap": paper_gap,
                     "seeds": sorted(set(_per_seed(A)) & set(_per_seed(B))), **g,

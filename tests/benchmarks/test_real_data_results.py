@@ -1,0 +1,80 @@
+"""The real Fashion-MNIST pipeline's bookkeeping (benchmarks/fmnist_runs.py, benchmarks/fashionmnist_mlp1024.py),
+checked on the committed run records and on records written here: no training."""
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import fashionmnist_mlp1024 as agg  # noqa: E402
+import fmnist_runs as fr  # noqa: E402
+
+RECORDS = Path(fr.OUT)
+
+
+def _record(cfg: dict, epochs: int, top1=lambda e: 50.0 + e) -> dict:
+    hist = [{"epoch": e, "test_top1": top1(e), "val_top1": 40.0 + e, "memorized": 0.0} for e in range(1, epochs + 1)]
+    return {"name": fr.name_of(cfg), "config": cfg, "status": "ok", "history": hist, "wall_s": 1.0}
+
+
+def test_a_longer_constant_run_stands_for_a_shorter_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(fr, "OUT", str(tmp_path))
+    long = fr.run_config(loss="gce", lr=0.01, noise_rate=0.4, epochs=60, gamma=1.0)
+    short = dict(long, epochs=20)
+    (tmp_path / (fr.name_of(long) + ".json")).write_text(json.dumps(_record(long, 60)))
+    hit = fr.find_record(short)
+    assert hit["truncated_from"] == fr.name_of(long) and len(hit["history"]) == 20
+    assert hit["history"][-1]["test_top1"] == 70.0 and fr.pending([short]) == []
+    # a different seed, lr or schedule is another computation: still pending
+    for other in (dict(short, seed=1), dict(short, lr=0.003), dict(short, lr_schedule={"kind": "exponential", "gamma": 0.95})):
+        assert fr.find_record(other) is None and fr.pending([other]) == [other]
+
+
+def test_a_second_runner_skips_a_claimed_run(tmp_path, monkeypatch):
+    """A fresh progress file (another runner's claim) keeps the run out of pending() and makes _worker skip it
+    before any training."""
+    monkeypatch.setattr(fr, "OUT", str(tmp_path))
+    cfg = fr.run_config(loss="ce", lr=0.005, noise_rate=0.0, seed=2, epochs=60, gamma=1.0)
+    (tmp_path / (fr.name_of(cfg) + ".json.partial")).write_text(json.dumps({"config": cfg, "history": []}))
+    assert fr.pending([cfg]) == []
+    assert fr._worker(cfg) == (fr.name_of(cfg), -1.0)
+    assert not (tmp_path / (fr.name_of(cfg) + ".json")).exists()
+    old = 2 * 600   # a progress file older than 10 minutes is a dead runner's: the run is pending again
+    p = tmp_path / (fr.name_of(cfg) + ".json.partial")
+    os.utime(p, (p.stat().st_atime - old, p.stat().st_mtime - old))
+    assert fr.pending([cfg]) == [cfg]
+
+
+@pytest.mark.skipif(not RECORDS.is_dir(), reason="no committed real-data records (benchmarks/results/fmnist)")
+def test_aggregate_of_the_committed_records(tmp_path):
+    """The results file from the committed run records: every 40 % row has seeds 0-2 and the paper's number, the
+    claims' paired intervals are scipy's, the ours-vs-paper intervals are Welch's from the two s.e.m.s."""
+    from scipy import stats
+
+    assert agg.main(["--out", str(tmp_path / "fm")]) == 0
+    res = json.loads((tmp_path / "fm.json").read_text())
+    rows = {(r["loss"], r["noise_rate"]): r for r in res["rows"]}
+    for label in agg.PAPER_T5:
+        r = rows[(label, 0.4)]
+        assert r["seeds"] == [0, 1, 2] and r["complete"] and r["paper_mean"] == agg.PAPER_T5[label][0.4][0]
+        assert r["top1_mean"] == pytest.approx(sum(r["top1_per_seed"]) / 3)
+        lo, hi = r["vs_paper"]["ci95"]
+        se = math.hypot(r["top1_sem"], r["paper_sem"])
+        t = stats.ttest_ind_from_stats(r["top1_mean"], r["top1_sem"] * math.sqrt(3), 3, r["paper_mean"],
+                                       r["paper_sem"] * math.sqrt(5), 5, equal_var=False).statistic
+        assert (lo + hi) / 2 == pytest.approx(r["top1_mean"] - r["paper_mean"]) and t == pytest.approx((lo + hi) / 2 / se)
+    for c in res["claims"]:
+        if len(c["seeds"]) >= 2 and c["ci95"] is not None:
+            a_label, b_label = (part.split(" (")[0] for part in c["claim"].split(" > "))
+            a_rate, b_rate = (float(part.split("(")[1].split(" %")[0]) / 100 for part in c["claim"].split(" > "))
+            a = dict(zip(rows[(a_label, a_rate)]["seeds"], rows[(a_label, a_rate)]["top1_per_seed"]))
+            b = dict(zip(rows[(b_label, b_rate)]["seeds"], rows[(b_label, b_rate)]["top1_per_seed"]))
+            ci = stats.ttest_rel([a[s] for s in c["seeds"]], [b[s] for s in c["seeds"]]).confidence_interval()
+            assert c["interval"] == "paired" and c["ci95"] == pytest.approx([ci.low, ci.high])
+    best = res["setup"]["fitted"]["best"]
+    assert best == min(res["setup"]["fitted"]["candidates"], key=lambda c: c["distance"])
+    assert (best["gamma"], best["epoch"]) == (fr.FIT["gamma"], fr.FIT["report_epoch"])   # the preset is the fit's choice
