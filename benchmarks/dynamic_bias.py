@@ -90,6 +90,17 @@ def machine() -> dict:
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
 
 
+def run_header(result: dict, title: str, counted: str) -> str:
+    """A results file's head: title, machine, start → end dates and uptimes (``machine()`` records), command, and
+    ``counted`` (what ran, e.g. "24 runs") with the wall time."""
+    start, end = result["machine_start"], result.get("machine_end")
+    return (f"# {title}\n\nmachine: {start['machine']}, {start['date_utc']} → "
+            f"{(end or {}).get('date_utc', 'running')}; uptime at start: `{start['uptime']}`"
+            + (f", at end: `{end['uptime']}`" if end else "")
+            + f"\n\ncommand: `{result['command']}`; one process, 1 torch thread; {counted}, "
+            f"{result['wall_seconds']:.0f} s\n")
+
+
 
 
 
@@ -175,12 +186,7 @@ def markdown(result: dict) -> str:
 def write(result: dict, out_dir: str) -> None:
     with open(os.path.join(out_dir, "dynamic_bias.json"), "w") as f:
         json.dump(finite(result), f, indent=1)
-    head = (f"# MAE* bias schedules (issue 12)\n\nmachine: {result['machine_start']['machine']}, "
-            f"{result['machine_start']['date_utc']} → {result.get('machine_end', {}).get('date_utc', 'running')}; "
-            f"uptime at start: `{result['machine_start']['uptime']}`"
-            + (f", at end: `{result['machine_end']['uptime']}`" if "machine_end" in result else "")
-            + f"\n\ncommand: `{result['command']}`; one process, 1 torch thread; {len(result['runs'])} runs, "
-            f"{result['wall_seconds']:.0f} s\n")
+    head = run_header(result, "MAE* bias schedules (issue 12)", f"{len(result['runs'])} runs")
     with open(os.path.join(out_dir, "dynamic_bias.md"), "w") as f:
         f.write(head + markdown(result))
 

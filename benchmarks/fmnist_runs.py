@@ -118,7 +118,8 @@ def table5_runs() -> list[dict]:
     return [first] + [c for c in runs if c is not first]
 
 
-def _worker(cfg: dict) -> tuple[str, float]:
+def _worker(job: tuple) -> tuple[str, float]:
+    """Train one config (``job`` = (config, results folder, namer)) and write its record; -1 s: skipped."""
     import hashlib
     import inspect
 
@@ -130,10 +131,11 @@ def _worker(cfg: dict) -> tuple[str, float]:
         raise RuntimeError("this engine ignores TrainConfig.augment; refusing to record a mislabelled run")
     with open(engine.__file__, "rb") as f:
         engine_sha = hashlib.sha256(f.read()).hexdigest()[:12]
-    name, t0 = name_of(cfg), time.time()
-    path = os.path.join(OUT, name + ".json")
+    cfg, out, namer = job
+    name, t0 = namer(cfg), time.time()
+    path = os.path.join(out, name + ".json")
     hist: list[dict] = []
-    if find_record(cfg) is not None or _running_elsewhere(cfg):   # another runner did or does it: skip
+    if find_record(cfg, out=out, namer=namer) is not None or _running_elsewhere(cfg, out, namer):   # another runner did or does it: skip
         return name, -1.0
     with open(path + ".partial", "w") as f:   # claim it at once (another runner's pending() reads this)
         json.dump({"config": cfg, "history": hist}, f)
@@ -167,15 +169,16 @@ def _same_but_longer(c: dict, other: dict) -> bool:
             and strip(other) == strip(c))
 
 
-def find_record(c: dict, records: list[dict] | None = None) -> dict | None:
+def find_record(c: dict, records: list[dict] | None = None, out: str | None = None, namer=name_of) -> dict | None:
     """The finished run of ``c``: its own file, else a longer run of the same config truncated to c's epochs."""
-    path = os.path.join(OUT, name_of(c) + ".json")
+    out = out or OUT
+    path = os.path.join(out, namer(c) + ".json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
     if records is None:
-        records = [json.load(open(os.path.join(OUT, f))) for f in os.listdir(OUT) if f.endswith(".json")] \
-            if os.path.isdir(OUT) else []
+        records = [json.load(open(os.path.join(out, f))) for f in os.listdir(out) if f.endswith(".json")] \
+            if os.path.isdir(out) else []
     for r in records:
         if r["status"] == "ok" and len(r["history"]) >= c["epochs"] and _same_but_longer(c, r["config"]):
             return {**r, "history": r["history"][:c["epochs"]], "config": c,
@@ -183,37 +186,41 @@ def find_record(c: dict, records: list[dict] | None = None) -> dict | None:
     return None
 
 
-def _running_elsewhere(c: dict) -> bool:
+def _running_elsewhere(c: dict, out: str | None = None, namer=name_of) -> bool:
     """Another runner's progress file for ``c`` (or for a longer run of the same config) was written in the last
     10 minutes."""
-    if not os.path.isdir(OUT):
+    out = out or OUT
+    if not os.path.isdir(out):
         return False
-    for f in os.listdir(OUT):
-        p = os.path.join(OUT, f)
+    for f in os.listdir(out):
+        p = os.path.join(out, f)
         if f.endswith(".json.partial") and time.time() - os.path.getmtime(p) < 600:
             try:
                 with open(p) as fh:
                     other = json.load(fh)["config"]
             except (OSError, ValueError, KeyError):   # being written
                 other = None
-            if f == name_of(c) + ".json.partial" or (other is not None and _same_but_longer(c, other)):
+            if f == namer(c) + ".json.partial" or (other is not None and _same_but_longer(c, other)):
                 return True
     return False
 
 
-def pending(runs: list[dict]) -> list[dict]:
-    return [c for c in runs if find_record(c) is None and not _running_elsewhere(c)]
+def pending(runs: list[dict], out: str | None = None, namer=name_of) -> list[dict]:
+    out = out or OUT
+    return [c for c in runs if find_record(c, out=out, namer=namer) is None and not _running_elsewhere(c, out, namer)]
 
 
-def run_all(runs: list[dict], procs: int) -> None:
+def run_all(runs: list[dict], procs: int, out: str | None = None, namer=name_of) -> None:
+    """Run the configs that have no record in ``out`` yet, ``procs`` at a time, one torch thread each."""
+    out = out or OUT
     import multiprocessing as mp
-    os.makedirs(OUT, exist_ok=True)
-    todo = pending(runs)
+    os.makedirs(out, exist_ok=True)
+    todo = pending(runs, out, namer)
     print(f"{len(runs) - len(todo)} done, {len(todo)} to run with {procs} processes", flush=True)
     if not todo:
         return
     with mp.get_context("spawn").Pool(procs, maxtasksperchild=1) as pool:
-        for name, wall in pool.imap_unordered(_worker, todo):
+        for name, wall in pool.imap_unordered(_worker, [(c, out, namer) for c in todo]):
             print(f"{time.strftime('%H:%M:%S')} " + (f"skipped {name} (another runner has it)" if wall < 0
                                                       else f"done {name} in {wall:.0f} s"), flush=True)
 

@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from dynamic_bias import finite, machine, mean_sem  # noqa: E402  (same machine record and statistics)
+from dynamic_bias import finite, machine, mean_sem, run_header  # noqa: E402  (same machine record and statistics)
 
 SEEDS = [0, 1, 2]
 # model, data, K, input shape (None: the dataset's), batch, README claim (a key of CLAIMS; None: no claim)
@@ -167,12 +167,8 @@ def markdown(result: dict) -> str:
 def write(result: dict, out_dir: str) -> None:
     with open(os.path.join(out_dir, "initial_sigma.json"), "w") as f:
         json.dump(finite(result), f, indent=1)
-    head = (f"# Initial-logit σ of the models (Appendix A.3)\n\nmachine: {result['machine_start']['machine']}, "
-            f"{result['machine_start']['date_utc']} → {result.get('machine_end', {}).get('date_utc', 'running')}; "
-            f"uptime at start: `{result['machine_start']['uptime']}`"
-            + (f", at end: `{result['machine_end']['uptime']}`" if "machine_end" in result else "")
-            + f"\n\ncommand: `{result['command']}`; one process, 1 torch thread; {len(result['rows'])} rows × "
-            f"{len(result['seeds'])} seeds, {result['wall_seconds']:.0f} s\n\n")
+    head = run_header(result, "Initial-logit σ of the models (Appendix A.3)",
+                      f"{len(result['rows'])} rows × {len(result['seeds'])} seeds") + "\n"
     with open(os.path.join(out_dir, "initial_sigma.md"), "w") as f:
         f.write(head + markdown(result))
 

@@ -30,28 +30,13 @@ import copy
 _PUBLISHED = ("fashionmnist", "cifar10", "cifar100", "webvision", "mini-webvision")   # the paper's datasets
 COLUMNS = (*_PUBLISHED, "synthetic")   # every preset column: a loss-parameter column and a training setup each
 
-# ONE map: dataset name -> the preset column (COLUMNS) it uses; a column's own name maps to itself. Every
-# lookup keyed by a dataset reads it, through resolve_dataset: loss parameters (loss_preset), training setup
-# (training_setup, config.TrainConfig.resolved), default model (models.default_model), MLP1024 learning
-# rates (mlp_lr), the asymmetric noise map (noise.asymmetric_map), the on-device augmentation
-# (datasets.augment_batch) and the builders' name normalisation (datasets.canonical_name: a name the
-# dataset registry lacks is built as the dataset it stands for). So a name gets the same column for
-# every decision.
-DATASET_ALIASES = {
-    # other spellings of a dataset
-    "fmnist": "fashionmnist", "fashion-mnist": "fashionmnist", "fashion_mnist": "fashionmnist", "cifar": "cifar10",
-    # a variant of the generator (less class overlap): the synthetic presets
-    "synthetic-easy": "synthetic",
-    # imagefolder uses the WebVision column, for its loss parameters and its training setup alike: it is
-    # read as WebVision is (224-px, ImageNet-normalised image files: datasets._imagefolder, the DataLoader
-    # path), so of the setups only WebVision's network (wrn101) and schedule are made for its images (the
-    # CIFAR setups are 32-px ResNets); its number of classes is the folder's, unknown and typically larger
-    # than 10, where the paper carries CIFAR-100's values over (Table 4: WebVision takes CIFAR-100's), not
-    # CIFAR-10's K <= 10 ones; and WebVision has no asymmetric class map, so asymmetric noise is refused on
-    # a folder of unknown classes instead of applying CIFAR-10's truck->automobile pairs to them.
-    "imagefolder": "webvision",
-}
-NUM_CLASSES = {"fashionmnist": 10, "cifar10": 10, "cifar100": 100, "webvision": 1000, "mini-webvision": 50}
+# Dataset name -> preset column, for every registered name and alias whose column is not its own name (fmnist ->
+# fashionmnist, synthetic-easy and glyphs -> synthetic, imagefolder -> webvision), and K of the columns with a fixed
+# number of classes. Filled by datasets.register_dataset from each dataset's one declaration (its facts live there);
+# resolve_dataset reads it, so loss parameters, training setup, default model, MLP1024 learning rates and the
+# asymmetric noise map all use the same column for a name.
+DATASET_ALIASES: dict[str, str] = {}
+NUM_CLASSES: dict[str, int] = {}
 
 _APL = "APL (HanxunH/Active-Passive-Losses@04bce53)"
 _APL_2D = "APL (HanxunH/Active-Passive-Losses@2d18de6)"
@@ -256,6 +241,5 @@ SWEEP_FIXED_SECONDS = {"ray": 12.0, "first_trial": 4.0}
 # on its 2 cores trained slower than 1 (same section).
 TRAIN_RUN_SECONDS = 19.0
 
-# Training / test examples of the file datasets (the synthetic ones: classes x per-class counts).
-DATASET_EXAMPLES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "fashionmnist": (60_000, 10_000),
-                    "webvision": (2_439_574, 50_000), "mini-webvision": (65_944, 2_500)}
+# Training / test examples of the datasets with a fixed size (filled by datasets.register_dataset).
+DATASET_EXAMPLES: dict[str, tuple[int, int]] = {}

@@ -69,9 +69,10 @@ def _presets_line() -> str:
 
 
 def _data_root_help() -> str:
-    from robustloss_core.datasets import SYSTEM_ROOTS, default_root
+    from robustloss_core.datasets import DATASET_SPECS, default_root
 
-    system = "; ".join(f"{name}: also {path} when that is installed" for name, path in SYSTEM_ROOTS.items())
+    system = "; ".join(f"{s.name}: also {s.system_root} when that is installed" for s in DATASET_SPECS.values()
+                       if s.system_root is not None)
     return (f"folder holding the dataset files (not needed for synthetic; default: $ROBUSTLOSS_DATA_ROOT, else "
             f"{os.path.abspath(default_root('cifar10'))}; {system})")
 

@@ -22,7 +22,8 @@ def import_graph() -> dict[str, set[str]]:
                     target = ".".join(parts + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                names = [target] + [f"{target}.{a.name}" for a in node.names]
+                # ``from . import x`` imports the submodule x; its parent package is initialised first in any case
+                names = ([target] if node.module else []) + [f"{target}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             else:

@@ -41,7 +41,7 @@ def test_a_second_runner_skips_a_claimed_run(tmp_path, monkeypatch):
     cfg = fr.run_config(loss="ce", lr=0.005, noise_rate=0.0, seed=2, epochs=60, gamma=1.0)
     (tmp_path / (fr.name_of(cfg) + ".json.partial")).write_text(json.dumps({"config": cfg, "history": []}))
     assert fr.pending([cfg]) == []
-    assert fr._worker(cfg) == (fr.name_of(cfg), -1.0)
+    assert fr._worker((cfg, str(tmp_path), fr.name_of)) == (fr.name_of(cfg), -1.0)
     assert not (tmp_path / (fr.name_of(cfg) + ".json")).exists()
     old = 2 * 600   # a progress file older than 10 minutes is a dead runner's: the run is pending again
     p = tmp_path / (fr.name_of(cfg) + ".json.partial")

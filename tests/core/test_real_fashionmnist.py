@@ -10,9 +10,9 @@ import pytest
 from robustloss_core import datasets as ds
 from robustloss_core import engine
 
-SYSTEM = ds.SYSTEM_ROOTS["fashionmnist"]
+SYSTEM = ds.spec("fashionmnist").system_root
 needs_real = pytest.mark.skipif(ds._find_fmnist(SYSTEM) is None,
-                                reason=f"real Fashion-MNIST not installed ({ds.SYSTEM_INSTALL['fashionmnist']})")
+                                reason=f"real Fashion-MNIST not installed ({ds.spec('fashionmnist').install})")
 
 
 @pytest.fixture
