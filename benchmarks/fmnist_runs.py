@@ -32,9 +32,9 @@ BASE = {"dataset": "fashionmnist", "model": "mlp1024", "weight_decay": 0.0, "noi
 
 
 def run_config(loss="ce", lr=0.005, noise_rate=0.0, seed=0, epochs=30, batch=128, momentum=0.9, gamma=0.95,
-               logit_bias=0.0, loss_params=None, noise="symmetric", augment=False) -> dict:
+               logit_bias=0.0, loss_params=None, noise="symmetric", augment=False, val_fraction=0.1) -> dict:
     sched = {"kind": "constant"} if gamma == 1.0 else {"kind": "exponential", "gamma": gamma}
-    return {**BASE, "loss": loss, "lr": lr, "noise": noise if noise_rate > 0 else "none",
+    return {**BASE, "val_fraction": val_fraction, "loss": loss, "lr": lr, "noise": noise if noise_rate > 0 else "none",
             "noise_rate": noise_rate, "seed": seed, "epochs": epochs, "batch_size": batch, "momentum": momentum,
             "lr_schedule": sched, "logit_bias": logit_bias, "loss_params": loss_params or {}, "augment": augment}
 
@@ -45,8 +45,9 @@ def name_of(c: dict) -> str:
     lp = "".join(f"_{k}{v}" for k, v in sorted(c["loss_params"].items()))
     n = f"_{c['noise']}" if c["noise"] not in ("none", "symmetric") else ""
     aug = "_aug" if c.get("augment") else ""
+    val = "" if c.get("val_fraction", 0.1) == 0.1 else f"_v{c['val_fraction']:g}"
     return (f"{c['loss']}{lb}{lp}_lr{c['lr']:g}_n{c['noise_rate']:g}{n}_b{c['batch_size']}_m{c['momentum']:g}"
-            f"_g{g:g}_e{c['epochs']}{aug}_s{c['seed']}")
+            f"_g{g:g}_e{c['epochs']}{aug}{val}_s{c['seed']}")
 
 
 def fit_runs() -> list[dict]:
@@ -60,6 +61,23 @@ def fit_runs() -> list[dict]:
             run_config(lr=0.005, noise_rate=0.0, gamma=0.95, epochs=60),
             run_config(lr=0.005, noise_rate=0.4, gamma=1.0, epochs=60),
             run_config(lr=0.005, noise_rate=0.0, gamma=1.0, epochs=60)]
+
+
+# The refit (issue 30), written down before it runs. Targets: CE's five Table 5 cells (0, 10, 20, 40, 60 %
+# symmetric noise; paper 90.20, 86.05, 79.54, 63.04, 45.67). Free: the decay factor γ (values between 0.9 and 1.0),
+# the epoch count E <= 60 (read off each run's per-epoch curve: lr·γ^e does not depend on the run's length) and the
+# batch size (64, 128); momentum 0.9 and Table 6's CE lr 0.005 kept. Seed 0, all 60 000 training images (no hold-out,
+# as the paper). Criterion: the (γ, batch, E) minimising the mean |residual| over the five cells. 40 runs x 60
+# epochs, about 6-7 h of one core here. Extension rule: an optimum at γ = 0.9 adds γ = 0.85 and 0.8; one at E = 60
+# reruns its (γ, batch) for 100 epochs; otherwise the edge it sits on is reported with the reason.
+FIT5 = {"gammas": (0.95, 0.9, 0.97, 1.0), "batches": (128, 64), "rates": (0.4, 0.6, 0.0, 0.2, 0.1), "epochs": 60}
+PAPER_CE = {0.0: 90.20, 0.1: 86.05, 0.2: 79.54, 0.4: 63.04, 0.6: 45.67}
+
+
+def fit5_runs() -> list[dict]:
+    """Batch 128 first, γ in FIT5 order, the discriminating noisy cells first."""
+    return [run_config(lr=0.005, noise_rate=rate, gamma=g, epochs=FIT5["epochs"], batch=b, val_fraction=0.0)
+            for b in FIT5["batches"] for rate in FIT5["rates"] for g in FIT5["gammas"]]
 
 
 def fit_extra_runs() -> list[dict]:
@@ -225,7 +243,7 @@ def run_all(runs: list[dict], procs: int, out: str | None = None, namer=name_of)
                                                       else f"done {name} in {wall:.0f} s"), flush=True)
 
 
-STAGES = {"fit": lambda: fit_runs() + fit_extra_runs(), "table5": table5_runs}
+STAGES = {"fit": lambda: fit_runs() + fit_extra_runs(), "table5": table5_runs, "fit5": fit5_runs}
 
 
 def load_stage_file(path: str) -> list[dict]:
