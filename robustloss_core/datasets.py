@@ -1,51 +1,27 @@
-"""Dataset registry and loaders: CIFAR-10/100, Fashion-MNIST, WebVision (full / mini), ImageFolder, synthetic.
+"""Dataset registry and loaders: CIFAR-10/100, Fashion-MNIST, WebVision (full / mini), ImageFolder, synthetic, glyphs.
 
 ``build_dataset(name, root, download=..., seed=..., **kwargs) -> DataBundle``. Every bundle holds torch
 Datasets ``train`` / ``test`` yielding ``(x float tensor, clean label)`` with the paper's preprocessing
 (Appendix A.1, reference-params.md) and ``train_targets`` (clean int64 labels aligned with ``train``).
 Label noise is applied by the caller (``noise.apply_label_noise``) to ``train_targets``.
 
-Datasets that fit in memory (cifar10, cifar100, fashionmnist, synthetic) also fill ``tensors``: raw
-uint8 NCHW images (or float features), labels, the normalisation mean/std and the augmentation name, so
-the engine can keep everything on the accelerator and augment there with :func:`augment_batch` +
-:func:`normalize_batch` (same transforms as the CPU ``train`` dataset):
+Every fact of a dataset is declared once, in its :func:`register_dataset` call (:class:`DatasetSpec`): K (or
+how K follows from its arguments), the preset column, other spellings, example counts, its augmentation
+(:mod:`robustloss_core.augment`), the system folder and install command of a Debian package that ships it, and
+a file check that builds nothing (:func:`data_available`). The preset maps are filled from there.
 
-================  =====================================================  ===========================
-augment           train transform (on raw [0, 1] pixels, then normalise)  source
-================  =====================================================  ===========================
-``cifar10``       flip, crop 32 with zero padding 4                      akamaster/pytorch_resnet_cifar10
-``cifar100``      crop 32 pad 4, flip, rotation U(−15°, 15°) (nearest)   weiaicunzai/pytorch-cifar100
-``fashionmnist``  flip, crop 28 pad 4                                    paper A.1
-================  =====================================================  ===========================
-(Keyed by the dataset's name; other spellings, ``cifar``, ``fmnist``, resolve through the one name map,
-``presets.DATASET_ALIASES``.) Test data is only normalised.
-
-Names: :func:`build_dataset` and :func:`dataset_num_classes` take a registered name or another spelling of
-one (``presets.DATASET_ALIASES``: ``fmnist``, ``fashion-mnist``, ``cifar``; :func:`canonical_name`); the
-presets a dataset uses (training setup, model, loss parameters) are its preset column,
-:func:`preset_dataset`, from the same map.
+Datasets that fit in memory (cifar10/100, fashionmnist, synthetic, glyphs) also fill ``tensors``: raw uint8
+NCHW images (or float features), labels, the normalisation mean/std and the augmentation name, so the engine
+can keep everything on the accelerator and augment there (same transforms as the CPU ``train`` dataset).
 
 On-disk formats are torchvision's: ``<root>/cifar-10-batches-py`` (pickles ``data_batch_1..5``,
 ``test_batch``), ``<root>/cifar-100-python`` (``train``, ``test``), ``<root>/FashionMNIST/raw`` (idx files,
 ``.gz`` or not); the folder itself may also be given as root. Files are read directly (no checksum, so
 subsets work); ``download=True`` fetches missing CIFAR/Fashion-MNIST files through torchvision — never
 implicitly. Missing files raise :class:`DataRootError` with one line: the path, what was expected there,
-and the remedy. ``root=None`` means ``$ROBUSTLOSS_DATA_ROOT`` or ``./data``; for Fashion-MNIST it then also
-looks in ``SYSTEM_ROOTS["fashionmnist"]`` (``/usr/share/datasets/fashion-mnist``, where Debian's
-``dataset-fashion-mnist`` package puts the original idx files), so an installed copy is used with no flag.
-
-Synthetic data (:func:`synthetic_arrays`): ``synthetic`` (sigma 2 by default) and ``synthetic-easy`` (the
-same generator and keyword arguments, sigma 1 by default; it uses the synthetic presets,
-:func:`preset_dataset`). Attainable accuracy, :func:`synthetic_oracle_top1` (nearest prototype in latent
-space = Bayes rule; 200 000 Monte Carlo samples, s.e. ≤ 0.1 %), data seed 0 (seeds 1, 2 in brackets):
-
-=======  ========================  ========================
-K        sigma 1 (synthetic-easy)  sigma 2 (synthetic)
-=======  ========================  ========================
-10       99.9 % (99.7, 99.9)       87.3 % (81.5, 86.3)
-100      98.7 % (98.7, 98.8)       56.0 % (55.6, 56.2)
-1000     94.0 % (93.5, 93.8)       27.8 % (27.2, 28.3)
-=======  ========================  ========================
+and the remedy. ``root=None`` means ``$ROBUSTLOSS_DATA_ROOT`` or ``./data``, else the dataset's system folder
+(Fashion-MNIST: ``/usr/share/datasets/fashion-mnist`` from Debian's ``dataset-fashion-mnist``; glyphs: the CJK
+fonts under ``/usr/share/fonts``), so an installed copy is used with no flag.
 
 Validation hold-out: :func:`holdout_split` (stratified, seeded) picks the examples and
 :func:`holdout_dataset` serves them with the evaluation transform (the engine's ``val_fraction``).
@@ -54,20 +30,23 @@ from __future__ import annotations
 
 import gzip
 import inspect
-import math
 import os
 import pickle
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable
 
+from numbers import Real
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
 from . import glyphs, presets
+from ._checks import int_arg
+from .augment import (AUGMENTATIONS, augment_batch, normalize_batch, random_crop, random_flip,  # noqa: F401
+                      random_rotate, rotate_batch)
+from .synthetic import SYNTHETIC_DEFAULTS, SYNTHETIC_MAX_CLASSES, synthetic_arrays, synthetic_oracle_top1  # noqa: F401
 
 __all__ = ["DATASETS", "DataBundle", "TensorData", "DataRootError", "build_dataset", "dataset_num_classes",
            "register_dataset", "canonical_name", "preset_dataset", "augment_batch", "normalize_batch", "random_crop",
@@ -269,106 +248,6 @@ def default_root(name: str) -> Path:
     if not s.files_present(root) and s.files_present(s.system_root):
         return s.system_root
     return root
-
-
-def _int_arg(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo or (hi is not None and value > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}={value!r} must be an integer {rng}")
-    return int(value)
-
-
-def _float_arg(name: str, value, lo: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= lo:
-        raise ValueError(f"{name}={value!r} must be a finite number > {lo}")
-    return float(value)
-
-
-# --------------------------------------------------------------------------------- on-device augmentation
-def _uniform(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    gdev = generator.device if generator is not None else device
-    return torch.rand(n, generator=generator, device=gdev).to(device)
-
-
-def _randint(high: int, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    gdev = generator.device if generator is not None else device
-    return torch.randint(0, high, (n,), generator=generator, device=gdev).to(device)
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image of [N, C, H, W] left-right with probability p."""
-    hit = _uniform(x.shape[0], generator, x.device) < p
-    return torch.where(hit[:, None, None, None], x.flip(-1), x)
-
-
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero-pad by ``padding`` on every side, then take an H×W window at a uniform offset per image."""
-    n, _, h, w = x.shape
-    xp = F.pad(x, (padding,) * 4)
-    oy = _randint(2 * padding + 1, n, generator, x.device)
-    ox = _randint(2 * padding + 1, n, generator, x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]      # [N, H, 1]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]      # [N, 1, W]
-    out = xp[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # [N, H, W, C]
-    return out.permute(0, 3, 1, 2).contiguous()
-
-
-def rotate_batch(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """Rotate image i of [N, C, H, W] (square) counter-clockwise by ``degrees[i]`` about its centre, like
-    torchvision's ``rotate``: nearest-neighbour sampling, zero fill. Keeps the dtype (uint8 stays exact)."""
-    ang = torch.deg2rad(degrees.to(device=x.device, dtype=torch.float32))
-    c, s, z = torch.cos(ang), torch.sin(ang), torch.zeros_like(ang)
-    # affine_grid maps output (x, y) (y pointing down) to input coordinates: inverse of a CCW rotation
-    theta = torch.stack([torch.stack([c, -s, z], 1), torch.stack([s, c, z], 1)], 1)   # [N, 2, 3]
-    xf = x if x.is_floating_point() else x.float()
-    grid = F.affine_grid(theta.to(xf.dtype), list(x.shape), align_corners=False)
-    out = F.grid_sample(xf, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return out if x.is_floating_point() else out.round().to(x.dtype)
-
-
-def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Rotate each image by an angle ~ U(−degrees, degrees) (torchvision RandomRotation's defaults)."""
-    return rotate_batch(x, (_uniform(x.shape[0], generator, x.device) * 2.0 - 1.0) * degrees)
-
-
-# One augmentation spec per name: (op, argument) pairs, read by both the on-device path (augment_batch) and the
-# DataLoader path (_tensor_transforms). flip: mirror with p = 0.5; crop: zero-pad by n, random window; rotate:
-# U(-d, d) degrees, nearest, zero fill.
-AUGMENTATIONS: dict[str, tuple[tuple[str, float | None], ...]] = {
-    "cifar10": (("flip", None), ("crop", 4)),
-    "cifar100": (("crop", 4), ("flip", None), ("rotate", 15.0)),
-    "fashionmnist": (("flip", None), ("crop", 4)),
-}
-_DEVICE_OPS = {"flip": lambda x, g, _: random_flip(x, g), "crop": lambda x, g, n: random_crop(x, int(n), g),
-               "rotate": lambda x, g, d: random_rotate(x, d, g)}
-
-
-def augment_batch(x: torch.Tensor, kind: str | None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply train augmentation ``kind`` (AUGMENTATIONS key, None = identity) to a batch [N, C, H, W] on its
-    own device; dtype and shape are kept. Random numbers come from ``generator`` (on any device), so a
-    generator in the same state gives the same batch."""
-    if kind is None:
-        return x
-    if kind not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(sorted(AUGMENTATIONS))} or None")
-    if x.dim() != 4:
-        raise ValueError(f"augment_batch needs a [N, C, H, W] batch, got shape {tuple(x.shape)}")
-    for op, arg in AUGMENTATIONS[kind]:
-        x = _DEVICE_OPS[op](x, generator, arg)
-    return x
-
-
-def normalize_batch(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(x − mean) / std per channel (dim 1); uint8 input is first scaled to [0, 1]. mean None: only the
-    dtype conversion (features already standardised)."""
-    if not x.is_floating_point():
-        x = x.float().div_(255.0)
-    if mean is None:
-        return x
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
-    return (x - m) / s
 
 
 # ------------------------------------------------------------------------------------- CPU-path datasets
@@ -635,7 +514,7 @@ def _read_filelist(path: Path) -> list[tuple[str, int]]:
 
 
 def _webvision(root: Path, classes: int, image_size: int, name: str) -> DataBundle:
-    image_size = _int_arg("image_size", image_size, 8)
+    image_size = int_arg("image_size", image_size, 8)
     info_dir = root / "info"
     lists = {"train": info_dir / "train_filelist_google.txt", "val": info_dir / "val_filelist.txt"}
     for p in lists.values():
@@ -706,7 +585,7 @@ def _scan_folder(split_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[st
 def _imagefolder(root: Path, *, download: bool, seed: int, image_size: int = 224) -> DataBundle:
     """Any ImageFolder layout: root/train/<class>/<image>, root/val (or root/test)/<class>/<image>; classes
     are the sorted train sub-folders. ImageNet-style transforms at ``image_size``."""
-    image_size = _int_arg("image_size", image_size, 8)
+    image_size = int_arg("image_size", image_size, 8)
     train_dir, classes = _folder_classes(root)
     eval_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if eval_dir is None:
@@ -720,84 +599,6 @@ def _imagefolder(root: Path, *, download: bool, seed: int, image_size: int = 224
                                 f"a populated folder")
     return _file_bundle("imagefolder", len(classes), train, test, image_size,
                         {"path": str(root), "classes": classes, "eval_split": eval_dir.name})
-
-
-# -------------------------------------------------------------------------------------------- synthetic
-SYNTHETIC_DEFAULTS = dict(classes=10, train_per_class=50, test_per_class=20, dim=128, latent_dim=32,
-                          sigma=2.0, hidden=256, gain=1.5)
-SYNTHETIC_MAX_CLASSES = 10_000
-
-
-def synthetic_arrays(seed: int = 0, **kwargs):
-    """Generate the synthetic dataset as numpy arrays (train_x float32 [K·n, D], train_y int64, test_x, test_y).
-
-    Keyword arguments and defaults (``SYNTHETIC_DEFAULTS``): classes K = 10 (2 ≤ K ≤ 10 000),
-    train_per_class = 50, test_per_class = 20, dim D = 128, latent_dim L = 32, sigma = 2.0, hidden H = 256,
-    gain = 1.5. Generative model (all draws from ``numpy.random.default_rng(seed)``, in this order):
-      1. class prototypes μ_k ~ N(0, I_L), k < K;
-      2. a fixed random one-hidden-layer map f(h) = tanh(gain · h A / √L + b) B / √H with
-         A ~ N(0, 1)^{L×H}, b ~ U(−1, 1)^H, B ~ N(0, 1)^{H×D};
-      3. train then test examples, balanced and sorted by class: y repeated ``*_per_class`` times,
-         latent h = μ_y + sigma · ξ, ξ ~ N(0, I_L), features x = f(h);
-      4. every feature standardised with the train mean/std (applied to both splits).
-    ``sigma`` sets the class overlap. With the defaults the nearest-prototype oracle in latent space scores
-    ≈ 87 / 56 / 28 % at K = 10 / 100 / 1000 (chance 10 / 1 / 0.1 %; module docstring table, sigma 1:
-    99.9 / 98.7 / 94.0 %), so CE on MLP1024 stays well below
-    100 % at K = 10 while K = 1000 (50 000 examples, ~5 s per epoch on 2 CPU cores) is learnable. The
-    prototypes and the map come first, so the same seed with other sizes gives the same classes.
-    """
-    bad = sorted(set(kwargs) - set(SYNTHETIC_DEFAULTS))
-    if bad:
-        raise ValueError(f"synthetic data does not take {', '.join(bad)}; allowed: {', '.join(SYNTHETIC_DEFAULTS)}")
-    a = {**SYNTHETIC_DEFAULTS, **kwargs}
-    K = _int_arg("classes", a["classes"], 2, SYNTHETIC_MAX_CLASSES)
-    ntr, nte = _int_arg("train_per_class", a["train_per_class"], 1), _int_arg("test_per_class", a["test_per_class"], 1)
-    D, L = _int_arg("dim", a["dim"], 1), _int_arg("latent_dim", a["latent_dim"], 1)
-    H = _int_arg("hidden", a["hidden"], 1)
-    sigma, gain = _float_arg("sigma", a["sigma"]), _float_arg("gain", a["gain"])
-    seed = _int_arg("seed", seed, 0)
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((K, L))
-    A = rng.standard_normal((L, H)) * (gain / math.sqrt(L))
-    b = rng.uniform(-1.0, 1.0, H)
-    B = rng.standard_normal((H, D)) / math.sqrt(H)
-
-    def sample(per_class):
-        y = np.repeat(np.arange(K, dtype=np.int64), per_class)
-        h = protos[y] + sigma * rng.standard_normal((y.size, L))
-        x = np.empty((y.size, D), dtype=np.float32)
-        for i in range(0, y.size, 65536):   # chunks keep the hidden layer small for K = 10⁴
-            x[i:i + 65536] = np.tanh(h[i:i + 65536] @ A + b) @ B
-        return x, y
-
-    trx, try_ = sample(ntr)
-    tex, tey = sample(nte)
-    mu, sd = trx.mean(0), trx.std(0) + 1e-8
-    return (trx - mu) / sd, try_, (tex - mu) / sd, tey
-
-
-def synthetic_oracle_top1(classes: int, sigma: float, samples: int = 200_000, seed: int = 0,
-                          latent_dim: int = SYNTHETIC_DEFAULTS["latent_dim"]) -> float:
-    """Top-1 accuracy (percent) of the nearest-prototype rule in latent space, by Monte Carlo.
-
-    The prototypes are those of :func:`synthetic_arrays` with the same ``seed`` (its first draw); the
-    latents h = μ_y + sigma·ξ (y uniform, ``samples`` of them) come from an independent generator. The
-    classes are isotropic Gaussians with equal priors and covariance, so argmin_k ‖h − μ_k‖ is the Bayes
-    rule on h, and the features x = f(h) carry no more information: this is an upper bound on any
-    classifier's expected test top-1 (standard error ≈ 100·√(a(1 − a)/samples)).
-    """
-    K = _int_arg("classes", classes, 2, SYNTHETIC_MAX_CLASSES)
-    sigma, n = _float_arg("sigma", sigma), _int_arg("samples", samples, 1)
-    L = _int_arg("latent_dim", latent_dim, 1)
-    protos = np.random.default_rng(_int_arg("seed", seed, 0)).standard_normal((K, L))
-    rng = np.random.default_rng([seed, 1])
-    half_sq = 0.5 * (protos ** 2).sum(1)
-    hits, chunk = 0, max(1, 2 ** 22 // K)
-    for i in range(0, n, chunk):
-        y = rng.integers(0, K, min(chunk, n - i))
-        h = protos[y] + sigma * rng.standard_normal((y.size, L))
-        hits += int(((h @ protos.T - half_sq).argmax(1) == y).sum())   # argmin ‖h − μ_k‖²
-    return 100.0 * hits / n
 
 
 _SD = SYNTHETIC_DEFAULTS
@@ -824,7 +625,7 @@ def _synthetic_builder(name: str, sigma_default: float):
 
 
 def _synthetic_classes(root=None, classes=_SD["classes"], **_):
-    return _int_arg("classes", classes, 2, SYNTHETIC_MAX_CLASSES)
+    return int_arg("classes", classes, 2, SYNTHETIC_MAX_CLASSES)
 
 
 def _synthetic_examples(classes=_SD["classes"], train_per_class=_SD["train_per_class"],
@@ -841,7 +642,7 @@ register_dataset("synthetic-easy", _synthetic_classes, column="synthetic", examp
 
 # ------------------------------------------------------------------------------- glyphs (printed characters)
 def _glyph_classes(root=None, classes: int = glyphs.DEFAULTS["classes"], **_) -> int:
-    return _int_arg("classes", classes, 2, glyphs.MAX_CLASSES)
+    return int_arg("classes", classes, 2, glyphs.MAX_CLASSES)
 
 
 def _glyph_examples(classes: int = glyphs.DEFAULTS["classes"], renders: int = glyphs.DEFAULTS["renders"],
@@ -865,8 +666,8 @@ def _glyphs(root: Path, *, download: bool, seed: int, classes: int = glyphs.DEFA
     every trial of a sweep sees the same classes and images. Grey ``image_size``² images, normalised with the
     training pixels' mean and std."""
     K = _glyph_classes(classes=classes)
-    renders, size = _int_arg("renders", renders, 1), _int_arg("image_size", image_size, 8, 256)
-    families, subset_seed = glyphs.parse_families(test_families), _int_arg("subset_seed", subset_seed, 0)
+    renders, size = int_arg("renders", renders, 1), int_arg("image_size", image_size, 8, 256)
+    families, subset_seed = glyphs.parse_families(test_families), int_arg("subset_seed", subset_seed, 0)
     if not glyphs.files_present(root):
         raise DataRootError(f"CJK fonts not found under {root}: expected e.g. {root}/{glyphs.FACES[0].path} (a train "
                             f"and a test family); install them: {glyphs.INSTALL}")

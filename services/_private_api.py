@@ -151,7 +151,8 @@ def function_trainable(trainable):
     return wrap_function(trainable)
 
 
-def persistent_optuna_search(space, *, metric: str, seed: int, study_name: str, storage, epochs: int):
+def persistent_optuna_search(space, *, metric: str, study_name: str, storage, epochs: int, seed: int | None = None,
+                             sampler=None):
     """``OptunaSearch`` (mode max) on a persistent study that tells Optuna the truth about each trial: a
     trial ASHA stopped before its last epoch is PRUNED (with its last value reported), one that raised or
     reported no metric is FAIL, one that reached ``epochs`` is COMPLETE."""
@@ -175,8 +176,8 @@ def persistent_optuna_search(space, *, metric: str, seed: int, study_name: str, 
             self._ot_study.tell(ot_trial, value, state=state)
             self._completed_trials.add(trial_id)
 
-    return PersistentOptunaSearch(space=space, metric=metric, mode="max", seed=seed, study_name=study_name,
-                                  storage=storage)
+    return PersistentOptunaSearch(space=space, metric=metric, mode="max", seed=None if sampler else seed, sampler=sampler,
+                                  study_name=study_name, storage=storage)
 
 
 def fail_trial(study, trial) -> None:

@@ -19,15 +19,18 @@ from typing import Callable
 
 from robustloss_core.datasets import DataRootError
 from services import anytime
+from services import search
 from services import compare as cmp
-from services import estimate
+from services import progress
 from services import storage as st
 from services import sweeps
 from services import cluster
 from services.cluster import ClusterError, check_address, connect
 from services.request import RequestError, SweepRequest
-from services.resolve import resolve, resolve_sigma
+from services.resolve import epsilon, resolve, resolve_sigma
 from services.spec import Fixed, TrialSpec
+from services.estimate import print_estimate
+from services.progress import list_experiments, print_runs, start_text  # noqa: F401 (the CLI: ls, bare command)
 
 UserError = (st.StorageError, ClusterError, sweeps.ExperimentExistsError, cmp.CompareError, DataRootError, RequestError)
 
@@ -49,10 +52,15 @@ def claim_name(storage: st.Storage, name: str, resume: bool) -> bool:
 
 
 def data_available(req: SweepRequest) -> DataRootError | None:
-    """None if the dataset's files are there, else the error. Building it also validates the dataset
-    options (the synthetic data is generated here once, a second at most)."""
+    """None if the dataset's files are there, else the error. Files are checked without building the
+    dataset (``datasets.data_available``); only generated data (no files: cheap) and a missing file set (for
+    the loader's own one-line error) are built, which also validates the dataset options."""
+    from robustloss_core import datasets
     from robustloss_core.datasets import build_dataset
 
+    if datasets.spec(req.dataset).files_present is not None and (
+            req.download or datasets.data_available(req.dataset, req.data_root)):
+        return None
     try:
         build_dataset(req.dataset, req.data_root, download=req.download, **req.dataset_kwargs)
     except DataRootError as exc:
@@ -67,20 +75,6 @@ def write_json_out(path: str | None, payload: dict) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
             json.dump(payload, f, indent=2, sort_keys=True, default=st._json_default)
-
-
-def _top(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def print_runs(rows: list[dict]) -> None:
-    print(f"{'loss':<10} {'params':<28} {'ε':>6} {'lr':>8} {'seed':>4} {'val':>7} {'test':>7} {'test@best':>9} "
-          f"{'worker-s':>9} status")
-    for r in rows:
-        print(f"{r['loss']:<10} {cmp._fmt(r['params']):<28} {r['logit_bias']:>6.2f} {r['lr']:>8.4g} {r['seed']:>4} "
-              f"{_top(r.get('val_top1')):>7} {_top(r['test_top1']):>7} {_top(r.get('test_top1_at_best')):>9} "
-              f"{r['compute_seconds']:>9.1f} {r['status']}{' (pilot)' if r.get('role') == 'pilot' else ''}"
-              f"{(': ' + r['error']) if r.get('error') else ''}")
 
 
 def _record(req: SweepRequest, mode: str) -> dict:
@@ -115,43 +109,55 @@ def run_train(req: SweepRequest, storage, name: str, resume: bool, missing=None)
 
 
 def run_grid(req: SweepRequest, storage, name: str, resume: bool, missing=None) -> dict:
-    """The baseline: every loss's parameter grid × learning rates × seeds (or Optuna TPE + ASHA)."""
+    """The baseline: every loss's parameter grid × learning rates × seeds, or another search over its ranges
+    (``services.search``: ``--search``, ``--scheduler``)."""
     fixed = _fixed(req, "grid")
+    hparams, lrs = grid_trials(req, fixed)
+    strategy = search.STRATEGIES[req.search]
+    print(strategy.describe(hparams, req.num_samples, fixed.train["epochs"], req.seeds), flush=True)
+    seconds = print_estimate(req, fixed, strategy.trials(hparams, req.num_samples))
+    progress.set_phase("grid", seconds, quiet=req.quiet)
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, scheduler=req.scheduler,
+                           search_space=search.OptunaSpace(req.losses, req.grids, lrs), num_samples=req.num_samples,
+                           record=_record(req, "grid"), verbose=tune_verbosity(req), callbacks=req.callbacks,
+                           optuna_url=req.optuna_storage)
+    return sweeps.write_summary(storage, res, mode="grid", search=req.search, lr_protocol=req.lr_protocol,
+                                dataset=req.dataset, num_classes=req.num_classes, load_average=progress.last_load())
+
+
+def grid_trials(req: SweepRequest, fixed: Fixed) -> tuple[list[dict], list[float]]:
+    """The grid's trials (flat hyperparameters) and every learning rate they use."""
     settings = [resolve(req, loss, fixed.train, measure=measured_sigma) for loss in req.losses]
     hparams = [hp for s in settings
                for hp in sweeps.grid_hparams([s.loss], req.grids, list(s.lrs), req.seeds, logit_bias=s.logit_bias)]
-    lrs = sorted({lr for s in settings for lr in s.lrs})
-    if req.search == "grid":
-        per_loss = ", ".join(f"{loss} {sum(h['loss'] == loss for h in hparams)}" for loss in req.losses)
-        print(f"grid: {len(hparams)} trial(s) of {fixed.train['epochs']} epoch(s) ({per_loss}; "
-              f"{len(lrs)} learning rate(s) x {req.seeds} seed(s))", flush=True)
-    else:
-        print(f"optuna: {req.num_samples or len(hparams)} trial(s) (TPE + ASHA over the grid's ranges)", flush=True)
-    print_estimate(req, fixed, req.num_samples or len(hparams) if req.search == "optuna" else len(hparams))
-    space = sweeps.OptunaSpace(req.losses, req.grids, lrs) if req.search == "optuna" else None
-    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, search_space=space,
-                           num_samples=req.num_samples, record=_record(req, "grid"), verbose=0 if req.quiet else 1,
-                           callbacks=req.callbacks, optuna_url=req.optuna_storage)
-    return sweeps.write_summary(storage, res, mode="grid", search=req.search, lr_protocol=req.lr_protocol,
-                                dataset=req.dataset, num_classes=req.num_classes)
+    return hparams, sorted({lr for s in settings for lr in s.lrs})
 
 
-def print_estimate(req: SweepRequest, fixed: Fixed, trials: int) -> None:
-    """One line before a sweep: its expected time (services.estimate), or why there is none."""
-    from services.cluster import cluster_capacity
+def analytic_calibration(req: SweepRequest, sigma: float) -> dict:
+    """``sweeps.calibrate_losses`` with each loss's label: MAE* (Eq. 4's bias), GCE+ (calibrated), or the
+    fallback's label where the admissibility rule rejected the calibration."""
+    from robustloss_core import theory
 
-    t = fixed.train
-    device = "cuda" if req.use_gpu else "cpu"
-    capacity = cluster_capacity()
-    concurrency = 1 if (req.use_gpu and capacity["GPU"] == 0) else fixed.resources.concurrency(capacity)
-    est = estimate.sweep_seconds(trials=trials, concurrency=concurrency, epochs=int(t["epochs"]), model=t["model"],
-                                 examples=estimate.train_examples(req.dataset, req.dataset_kwargs, req.val_fraction),
-                                 device=device, num_workers=fixed.resources.num_workers)
-    if est is None:
-        print(f"estimate: none (no measured throughput for {t['model']} on {device} with {req.dataset})", flush=True)
-    else:
-        seconds, how = est
-        print(f"estimate: {estimate.describe(seconds)} ({how}; another machine differs)", flush=True)
+    calibration = sweeps.calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
+                                          reference_classes=req.calibration_reference, sigma=sigma)
+    for loss, cal in calibration.items():
+        recipe = theory.CALIBRATION_RECIPES.get(loss)
+        kind = recipe.kind if recipe is not None else "none"
+        cal["label"] = (cal.get("fallback") or {}).get("label", loss + "*") if cal.get("rejected") else (
+            {"solve": f"{loss}+", "logit_bias": f"{loss}*"}.get(kind, loss))
+    return calibration
+
+
+def analytic_trials(req: SweepRequest, fixed: Fixed, calibration: dict, sigma: float) -> list[dict]:
+    """The analytic mode's main trials: each loss at its computed parameters x lrs x seeds."""
+    return [hp for loss, cal in calibration.items()
+            for hp in resolve(req, loss, fixed.train, sigma=sigma, calibration=cal).hparams(req.seeds)]
+
+
+def tune_verbosity(req: SweepRequest) -> int:
+    """Tune's own status table only with ``--verbose`` (it reprints every 30 s, wider than a terminal): the
+    default output is ``services.progress``'s one line."""
+    return 2 if req.verbose else 0
 
 
 def print_calibration(calibration: dict) -> None:
@@ -160,7 +166,7 @@ def print_calibration(calibration: dict) -> None:
         peak = "-" if c.get("peak_ratio") is None else f"{c['peak_ratio']:.3g}"
         resid = "-" if c.get("residual") is None else f"{c['residual']:.1e}"
         ref = c.get("reference_classes") or "-"
-        print(f"{c.get('label', loss):<10} {cmp._fmt(c['params']):<40} {c['logit_bias']:>7.3f} {ref:>5} {peak:>10} "
+        print(f"{c.get('label', loss).upper():<10} {cmp._fmt(c['params']):<40} {c['logit_bias']:>7.3f} {ref:>5} {peak:>10} "
               f"{resid:>9} {c['seconds']:>8.3f}")
         if c.get("rejected"):
             print(f"  {loss}: calibration rejected ({c.get('reason')}); trains the fallback {c.get('label')} instead")
@@ -215,7 +221,8 @@ def _pilot(req: SweepRequest, storage, name: str, resume: bool, calibration: dic
         return []
     print(f"--pick pilot: {len(hparams)} pilot trial(s) of {epochs} epoch(s) at lr {', '.join(f'{v:g}' for v in sorted(lrs))}",
           flush=True)
-    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None, verbose=0 if req.quiet else 1)
+    progress.set_phase("pilots", None, quiet=req.quiet)
+    res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None, verbose=tune_verbosity(req))
     best: dict = {}
     for row in res.rows:
         loss, cand = by_key[row["key"]]
@@ -237,7 +244,7 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, missing=No
     """ε (Eq. 4) and calibrated parameters (Sec. 3.3) for K, the figures, then training runs with those
     parameters (skipped with --calibrate-only or when the dataset's files are absent). A calibration the
     admissibility rule rejects trains its documented fallback (the loss with Eq. 4's logit bias), labelled."""
-    from robustloss_core import plots, theory
+    from robustloss_core import plots
 
     t0 = time.perf_counter()
     measured = None
@@ -250,13 +257,7 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, missing=No
         raise RequestError(f"--sigma auto measures the model's initial logits on the dataset: {req.dataset}'s files "
                            f"are needed (--data-root), or give --sigma a number")
     sigma = resolve_sigma(req, lambda _: measured)
-    calibration = sweeps.calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
-                                          reference_classes=req.calibration_reference, sigma=sigma)
-    for loss, cal in calibration.items():
-        recipe = theory.CALIBRATION_RECIPES.get(loss)
-        kind = recipe.kind if recipe is not None else "none"
-        cal["label"] = (cal.get("fallback") or {}).get("label", loss + "*") if cal.get("rejected") else (
-            {"solve": f"{loss}+", "logit_bias": f"{loss}*"}.get(kind, loss))
+    calibration = analytic_calibration(req, sigma)
     calib_seconds = time.perf_counter() - t0
     print(f"σ of the initial logits: {sigma:.3g} used ({'measured' if req.sigma == 'auto' else 'given'}); "
           f"measured on {req.model or 'the preset model'}: {'-' if measured is None else f'{measured:.3g}'}")
@@ -268,7 +269,7 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, missing=No
     storage.write_json({"num_classes": req.num_classes, "dataset": req.dataset, "c": req.bias_c, "sigma": sigma,
                         "sigma_measured": measured, "reference_classes": req.calibration_reference, "pick": req.pick,
                         "seconds": calib_seconds, "losses": calibration}, name, st.CALIBRATION)
-    eps = theory.logit_bias(req.num_classes, c=req.bias_c, sigma=sigma)
+    eps = epsilon(req.num_classes, req.bias_c, sigma)
     with tempfile.TemporaryDirectory() as d:
         figures = {"error_curves.png": lambda p: plots.plot_error_curves(req.losses, [req.num_classes], p,
                                                                           calibration=calibration, sigma=sigma),
@@ -286,13 +287,13 @@ def run_analytic(req: SweepRequest, storage, name: str, resume: bool, missing=No
             print(f"no training: {str(missing).splitlines()[0]}")
         return summary
     fixed = _fixed(req, "analytic")
-    hparams = [hp for loss, cal in calibration.items()
-               for hp in resolve(req, loss, fixed.train, sigma=sigma, calibration=cal).hparams(req.seeds)]
+    hparams = analytic_trials(req, fixed, calibration, sigma)
+    progress.set_phase("analytic", print_estimate(req, fixed, len(hparams)), quiet=req.quiet)
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, record=None,
-                           verbose=0 if req.quiet else 1, callbacks=req.callbacks)
+                           verbose=tune_verbosity(req), callbacks=req.callbacks)
     res.rows = pilot_rows + res.rows
     res.wall_seconds += calib_seconds
-    return sweeps.write_summary(storage, res, trained=True, **summary_extra)
+    return sweeps.write_summary(storage, res, trained=True, load_average=progress.last_load(), **summary_extra)
 
 
 def run_compare(req: SweepRequest, storage, name: str, resume: bool = False, missing=None) -> dict:
@@ -303,8 +304,7 @@ def run_compare(req: SweepRequest, storage, name: str, resume: bool = False, mis
     rows = cmp.compare(grid, analytic, selection=req.selection)
     files = anytime.write_compare_report(storage, name, rows, grid=req.grid_name, analytic=req.analytic_name,
                                          selection=req.selection)
-    print(cmp.title(rows, req.grid_name, req.analytic_name))
-    print(cmp.to_markdown(rows))
+    print(progress.compare_table(rows, req.grid_name, req.analytic_name))
     if req.config and req.setting:  # a paper table: the paper's numbers beside ours
         from services import paper
 
@@ -318,7 +318,8 @@ def run_compare(req: SweepRequest, storage, name: str, resume: bool = False, mis
             storage.write_bytes(table.encode(), name, "paper.md")
             files["paper"] = storage.display(name, "paper.md")
             print(table)
-    print(f"report in {storage.display(name)}: " + ", ".join(f.rsplit("/", 1)[-1] for f in files.values()))
+    print("report: " + ", ".join(f.rsplit("/", 1)[-1] for f in files.values()))
+    print(f"  in {storage.display(name)}")
     runs = [dict(r, experiment=req.grid_name) for r in grid["runs"]] + \
            [dict(r, experiment=req.analytic_name) for r in analytic["runs"]]
     return {"experiment": name, "mode": "compare", "grid": req.grid_name, "analytic": req.analytic_name,
@@ -341,7 +342,7 @@ def run_all(req: SweepRequest, storage, name: str, resume: bool = False, missing
     if storage.exists(names["compare"]):
         print(f"compare: {names['compare']} exists, rewriting its report")
     payload = run_compare(req, storage, names["compare"])
-    print(f"all: grid + analytic + compare in {time.time() - t0:.1f} s; results in {storage.display(names['compare'])}")
+    print(f"all: grid + analytic + compare in {time.time() - t0:.1f} s")
     return payload
 
 
@@ -423,22 +424,22 @@ def execute(req: SweepRequest) -> tuple[int, dict, str]:
     try:
         payload = mode.run(req, storage, name, resume, missing)
     except KeyboardInterrupt:
-        import shlex
-        import sys
-
-        argv = [a for a in sys.argv[1:] if a != "--resume"]
-        if "--name" not in argv:
-            argv += ["--name", name]
-        print(f"\ninterrupted; continue with: {shlex.join([sys.argv[0], *argv, '--resume'])}", flush=True)
+        where = ["--storage-path", storage.display()] if req.storage_path else []
+        print(f"\ninterrupted; continue with: {progress.interrupt_hint(name, where)}", flush=True)
         return 130, {}, name
     if mode.lists_runs:
+        labels = {loss: c.get("label", loss).upper() for loss, c in (payload.get("calibration") or {}).items()}
         if payload["runs"]:
-            print_runs(payload["runs"])
-        search = f" ({req.search} search)" if req.mode == "grid" else ""
-        print(f"{req.mode}{search}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s; "
-              f"results in {storage.display(name)}")
+            print_runs(payload["runs"], labels)
+        what = f"grid, {req.search} search" if req.mode == "grid" and req.search != "grid" else req.mode
+        print(f"{what}: {len(payload['runs'])} run(s) in {time.time() - t0:.1f} s")
+        for line in progress.best_lines(payload, req.selection):
+            print(line[:progress.WIDTH])
     write_json_out(req.json_out, payload)
     experiment = payload.get("experiment", name)
     if mode.names_results:
         print(f"results: {storage.display(experiment)}", flush=True)
+    if req.mode in ("compare", "all"):   # the last lines: one verdict per loss
+        for line in progress.verdict_lines(payload["rows"]):
+            print(line[:progress.WIDTH], flush=True)
     return 0, payload, experiment

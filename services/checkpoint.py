@@ -78,3 +78,78 @@ def upgraded(content: dict) -> dict | None:
         return None
     train = {**spec["train"], "epochs": int(content["state"]["config"]["epochs"])}
     return {**spec, "train": train, "key": spec_key(spec["hparams"], train), "format": SPEC_FORMAT}
+
+
+# ----------------------------------------------------------------------------- what an ended trial keeps
+KEEP = ("last", "all", "none")
+WEIGHTS = ("model", "optimizer", "rng")   # what ``none`` drops: the rest (epoch, metrics, history) still resumes
+
+
+def _folders(storage, trial_path: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    try:
+        infos = storage.fs.get_file_info(pafs.FileSelector(trial_path))
+    except (FileNotFoundError, OSError):
+        return []
+    found = [i for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    return [i.path for i in sorted(found, key=lambda i: i.base_name)]
+
+
+def prune(storage, trial_path: str, keep: str) -> int:
+    """After a trial ended (``--keep-checkpoints``): ``last`` removes all but its newest checkpoint, ``none``
+    also drops that one's weights (``WEIGHTS``; metrics and history stay, so ``--resume`` keeps the trial
+    and compare reads it), ``all`` keeps everything. Returns the bytes freed (an estimate for object stores)."""
+    import io
+
+    import torch
+
+    folders = _folders(storage, trial_path)
+    if keep == "all" or not folders:
+        return 0
+    freed = 0
+    for old in folders[:-1]:
+        freed += _size(storage, old)
+        storage.fs.delete_dir(old)
+    state_path = f"{folders[-1]}/{STATE_FILE}"
+    if keep == "none":
+        try:
+            with storage.fs.open_input_stream(state_path) as f:
+                data = f.read()
+        except (FileNotFoundError, OSError):   # a non-finite marker: no weights to drop
+            return freed
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        kept = {k: v for k, v in state.items() if k not in WEIGHTS}
+        kept["weights"] = "pruned (--keep-checkpoints none)"
+        buf = io.BytesIO()
+        torch.save(kept, buf)
+        with storage.fs.open_output_stream(state_path) as f:
+            f.write(buf.getvalue())
+        freed += len(data) - len(buf.getvalue())
+    return freed
+
+
+def _size(storage, folder: str) -> int:
+    from pyarrow import fs as pafs
+
+    try:
+        return sum(i.size or 0 for i in storage.fs.get_file_info(pafs.FileSelector(folder, recursive=True)))
+    except (FileNotFoundError, OSError):
+        return 0
+
+
+def pruner(storage, keep: str):
+    """A Tune driver callback applying :func:`prune` to each trial when it ends (completed, stopped or failed
+    for good). Multi-worker trials keep Ray Train's own ``num_to_keep`` under ``train/``."""
+    from ray.tune import Callback
+
+    class Pruner(Callback):
+        freed = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.freed += prune(storage, trial.storage.trial_fs_path, keep)
+
+        def on_trial_error(self, iteration, trials, trial, **info):   # a resume continues it: keep its weights
+            self.freed += prune(storage, trial.storage.trial_fs_path, "last" if keep == "none" else keep)
+
+    return Pruner()

@@ -30,6 +30,7 @@ import math
 from collections import defaultdict
 
 from services import storage as st
+from services.request import RequestError
 
 # selection -> view -> (metric that chooses the configuration, metric reported for it)
 SELECTIONS = {
@@ -43,10 +44,11 @@ COLUMNS = ["loss", "mode", "selection", "lr_protocol", "num_classes", "params", 
            "top1_per_seed", "gap", "gap_ci95", "verdict", "interval", "es_params", "es_logit_bias", "es_lr", "es_seeds",
            "es_top1_mean", "es_top1_sem", "es_top1_per_seed", "es_best_epoch_mean", "es_gap", "es_gap_ci95", "es_verdict",
            "es_interval", "trials", "pilot_trials", "trial_epochs",
-           "worker_seconds", "calibration_seconds", "gpu_seconds", "wall_seconds", "cost_ratio", "epoch_ratio"]
+           "worker_seconds", "calibration_seconds", "gpu_seconds", "wall_seconds", "cost_ratio", "epoch_ratio",
+           "label", "load_average"]
 
 
-class CompareError(ValueError):
+class CompareError(RequestError):
     """Missing or unusable experiment for compare."""
 
 
@@ -199,7 +201,7 @@ def loss_rows(summary: dict, mode: str, selection: str = "val") -> tuple[dict[st
     for loss, runs in by_loss.items():
         groups = configurations(runs)
         calib = float((calibration.get(loss) or {}).get("seconds") or 0.0)
-        row = {"loss": loss, "mode": mode, "selection": selection, "lr_protocol": summary.get("lr_protocol") or "unknown",
+        row = {"loss": loss, "label": label(loss, mode, calibration), "mode": mode, "selection": selection, "lr_protocol": summary.get("lr_protocol") or "unknown",
                "num_classes": summary.get("num_classes"), "candidates": len(groups)}
         values[loss] = {}
         for prefix, (pick, report) in SELECTIONS[selection].items():
@@ -226,9 +228,17 @@ def loss_rows(summary: dict, mode: str, selection: str = "val") -> tuple[dict[st
             "worker_seconds": sum(float(r.get("compute_seconds") or 0.0) for r in runs) + calib,
             "calibration_seconds": calib, "gpu_seconds": sum(float(r.get("gpu_seconds") or 0.0) for r in runs),
             "wall_seconds": float(summary.get("wall_seconds") or 0.0), "cost_ratio": None, "epoch_ratio": None,
+            "load_average": (summary.get("load_average") or {}).get("mean"),
         })
         rows[loss] = {k: row[k] for k in COLUMNS}
     return rows, values
+
+
+def label(loss: str, mode: str, calibration: dict) -> str:
+    """How a report names a loss: the analytic side by its computed form (MAE*: Eq. 4's bias, GCE+: calibrated
+    parameters, or a rejected calibration's fallback label), the grid side in capitals (MAE)."""
+    own = (calibration.get(loss) or {}).get("label") if mode == "analytic" else None
+    return (own or loss).upper()
 
 
 def load_summary(storage: st.Storage, name: str) -> dict:
@@ -302,19 +312,21 @@ def to_markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
-            r["loss"], r["mode"], _fmt(r["params"]), _fmt(r["logit_bias"]), _fmt(r["lr"], 4), str(r["seeds"]),
+            r.get("label") or r["loss"], r["mode"], _fmt(r["params"]), _fmt(r["logit_bias"]), _fmt(r["lr"], 4), str(r["seeds"]),
             _pm(r["top1_mean"], r["top1_sem"]), _pm(r["top5_mean"], r["top5_sem"]), _pm(r["val_top1_mean"], None),
             _gap(r["gap"], r["gap_ci95"], r["interval"] if r["mode"] == "analytic" else None), r["verdict"] or "-",
             _es_cell(r), _fmt(r["es_best_epoch_mean"], 1),
             _gap(r["es_gap"], r["es_gap_ci95"], r["es_interval"] if r["mode"] == "analytic" else None),
             r["es_verdict"] or "-",
         ]) + " |")
-    head = ["loss", "mode", "trials", "pilots", "trial-epochs", "worker-s", "GPU-s", "cost ratio", "epoch ratio"]
+    head = ["loss", "mode", "trials", "pilots", "trial-epochs", "epoch ratio", "worker-s", "load avg", "GPU-s",
+            "cost ratio"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
-            r["loss"], r["mode"], str(r["trials"]), str(r["pilot_trials"]), str(r["trial_epochs"]),
-            _fmt(r["worker_seconds"], 1), _fmt(r["gpu_seconds"], 1), _fmt(r["cost_ratio"], 3), _fmt(r["epoch_ratio"], 3),
+            r.get("label") or r["loss"], r["mode"], str(r["trials"]), str(r["pilot_trials"]), str(r["trial_epochs"]),
+            _fmt(r["epoch_ratio"], 3), _fmt(r["worker_seconds"], 1), _fmt(r.get("load_average"), 1),
+            _fmt(r["gpu_seconds"], 1), _fmt(r["cost_ratio"], 3),
         ]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -345,7 +357,7 @@ def point_label(r: dict) -> str:
 
 
 def figure(rows: list[dict], *, num_classes: int | None = None):
-    """Test top-1 of the chosen configurations against worker-seconds, error bars = s.e.m., one colour per
+    """Test top-1 of the chosen configurations against trial-epochs (load-independent), error bars = s.e.m., one colour per
     loss, ● grid / ★ analytic, each point annotated; dashed chance line at 100/K when K (``num_classes``,
     else the rows' own from the summaries) is known. Returns the matplotlib figure."""
     import matplotlib
@@ -360,9 +372,10 @@ def figure(rows: list[dict], *, num_classes: int | None = None):
     for r in rows:
         if r["top1_mean"] is None:
             continue
-        x = max(r["worker_seconds"], 1e-3)
+        x = max(r["trial_epochs"], 1)
         ax.errorbar(x, r["top1_mean"], yerr=r["top1_sem"] or 0.0, fmt=markers[r["mode"]], color=colors[r["loss"]],
-                    markersize=11 if r["mode"] == "analytic" else 7, capsize=3, label=f"{r['loss']} ({r['mode']})")
+                    markersize=11 if r["mode"] == "analytic" else 7, capsize=3,
+                    label=f"{r.get('label') or r['loss']} ({r['mode']})")
         ax.annotate(point_label(r), (x, r["top1_mean"]), textcoords="offset points", xytext=(5, 4), fontsize=6,
                     color=colors[r["loss"]])
     if num_classes:
@@ -370,7 +383,7 @@ def figure(rows: list[dict], *, num_classes: int | None = None):
     sel = rows[0]["selection"] if rows else "val"
     ax.set_xscale("log")
     ax.margins(x=0.15)  # room for the right-most annotation
-    ax.set_xlabel("compute (worker-seconds, all trials of the mode, start-up included)")
+    ax.set_xlabel("compute (trial-epochs, all trials of the mode; worker-seconds and load: compare.md)")
     ax.set_ylabel("test top-1 (%) of the chosen configuration")
     ax.set_title(f"analytic (★) vs grid (●), selection: {SELECTION_LABEL[sel]}", fontsize=9)
     ax.grid(alpha=0.3)

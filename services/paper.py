@@ -27,8 +27,8 @@ Keys of a ``row_losses`` entry:
     come from the setting's own invocation);
   * ``runnable: false`` — the CLI cannot produce the row (yet); ``reconstructed``/``note`` — provenance.
 
-Plain Python (PyYAML only); importing this module starts nothing. Loss names are checked against
-``robustloss_core.losses.LOSSES`` when that imports, else against a fixed list.
+Plain Python (PyYAML only); importing this module starts nothing. A config's flags are checked by the flags'
+own rules (``services.options``, ``services.request.check_value``), when a config is loaded.
 """
 from __future__ import annotations
 
@@ -41,29 +41,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_DIR = REPO / "sweeps" / "configs" / "paper"
-
-# CLI flags (``sweeps/run.py``) a paper config may set, as YAML keys.
-CLI_KEYS = frozenset({
-    "mode", "dataset", "data_root", "classes", "losses", "loss_params", "logit_bias", "lr", "lrs", "noise",
-    "noise_rate", "noise_variant", "epochs", "batch_size", "model", "seeds", "search", "num_workers", "use_gpu",
-    "gpus_per_trial", "storage_path", "name", "grid_file", "calibration_reference", "bias_c", "bias_schedule",
-})
-
-
-def allowed_values() -> dict:
-    """Allowed values of the flags a paper config may set, from the modules that own them (issue 22: no second
-    copy to drift). Imported when a config is checked, not at import: this module stays free of torch/Ray."""
-    from robustloss_core import datasets, models, noise
-    from services import request
-
-    return {"mode": request.MODES, "dataset": tuple(datasets.DATASETS), "model": tuple(models.MODELS),
-            "noise": noise.NOISE_KINDS,
-            "noise_variant": tuple(sorted({v for vs in noise.NOISE_VARIANTS.values() for v in vs})),
-            "search": request.SEARCHES, "bias_schedule": request.BIAS_SCHEDULES,
-            "calibration_reference": tuple(request.calibration_references())}
-
-
-FALLBACK_LOSSES = ("ce", "mae", "gce", "sce", "nce", "nfl", "agce", "nce_mae", "nfl_mae", "nce_agce", "bitemp")
 
 TOP_KEYS = ("table", "description", "base", "settings", "row_lr", "row_losses", "reported")
 ROW_KEYS = ("loss", "params", "logit_bias", "calibrated", "schedule", "mode", "flags", "runnable", "reconstructed", "note")
@@ -91,22 +68,6 @@ class PaperConfig:
 
 
 # ----------------------------------------------------------------------------- validation helpers
-_LOSS_NAMES: tuple[str, ...] | None = None
-
-
-def known_losses() -> tuple[str, ...]:
-    """``robustloss_core.losses.LOSSES`` if it imports, else the fixed list of the CLI's losses."""
-    global _LOSS_NAMES
-    if _LOSS_NAMES is None:
-        try:
-            from robustloss_core.losses import LOSSES
-
-            _LOSS_NAMES = tuple(sorted(LOSSES)) or FALLBACK_LOSSES
-        except Exception:  # noqa: BLE001 - any import problem: fall back to the fixed list
-            _LOSS_NAMES = FALLBACK_LOSSES
-    return _LOSS_NAMES
-
-
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
@@ -116,41 +77,21 @@ def _fail(path, msg: str):
 
 
 def check_flags(flags: dict, where: str, path) -> None:
-    """Known CLI keys with plausible values (one-line PaperConfigError otherwise)."""
+    """Known CLI keys whose values the flags' own rules allow (``services.options``: type, choices, range; one-line
+    PaperConfigError otherwise)."""
+    from services.options import BY_NAME, PAPER_KEYS
+    from services.request import RequestError, check_value, coerce
+
     if not isinstance(flags, dict):
         _fail(path, f"{where}: expected a mapping of CLI flags, got {type(flags).__name__}")
-    unknown = sorted(str(k) for k in flags if k not in CLI_KEYS)
+    unknown = sorted(str(k) for k in flags if k not in PAPER_KEYS)
     if unknown:
-        _fail(path, f"{where}: unknown CLI key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CLI_KEYS))}")
-    choices = allowed_values()
-    for key, allowed in choices.items():
-        if key in flags and flags[key] not in allowed:
-            _fail(path, f"{where}: {key} {flags[key]!r} is not one of {', '.join(allowed)}")
-    if "losses" in flags:
-        losses = flags["losses"]
-        if isinstance(losses, str):
-            losses = [s.strip() for s in losses.split(",") if s.strip()]
-        if not isinstance(losses, list) or not losses:
-            _fail(path, f"{where}: losses must be a non-empty list of loss names")
-        for loss in losses:
-            if loss not in known_losses():
-                _fail(path, f"{where}: unknown loss {loss!r}; choose from {', '.join(known_losses())}")
-    if "noise_rate" in flags and not (_is_num(flags["noise_rate"]) and 0.0 <= flags["noise_rate"] <= 1.0):
-        _fail(path, f"{where}: noise_rate {flags['noise_rate']!r} must be a number in [0, 1]")
-    for key in ("lr",):
-        if key in flags and not (_is_num(flags[key]) and flags[key] > 0):
-            _fail(path, f"{where}: {key} {flags[key]!r} must be a positive number")
-    if "lrs" in flags:
-        lrs = flags["lrs"]
-        if not isinstance(lrs, list) or not lrs or not all(_is_num(x) and x > 0 for x in lrs):
-            _fail(path, f"{where}: lrs must be a non-empty list of positive numbers")
-    for key in ("seeds", "epochs", "batch_size", "num_workers", "classes"):
-        if key in flags and not (isinstance(flags[key], int) and not isinstance(flags[key], bool) and flags[key] >= 1):
-            _fail(path, f"{where}: {key} {flags[key]!r} must be a positive integer")
-    if "logit_bias" in flags and flags["logit_bias"] != "auto" and not _is_num(flags["logit_bias"]):
-        _fail(path, f"{where}: logit_bias {flags['logit_bias']!r} must be a number or auto")
-    if "loss_params" in flags and not isinstance(flags["loss_params"], dict):
-        _fail(path, f"{where}: loss_params must be a mapping")
+        _fail(path, f"{where}: unknown CLI key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(PAPER_KEYS))}")
+    for key, value in flags.items():
+        try:
+            check_value(key, coerce(key, value, BY_NAME[key].default), shown=key)
+        except RequestError as exc:
+            _fail(path, f"{where}: {exc}")
 
 
 def _pair(value, where: str, path) -> tuple[float, float | None]:
@@ -176,8 +117,10 @@ def _row_spec(label: str, spec, path) -> dict:
     extra = sorted(str(k) for k in spec if k not in ROW_KEYS)
     if extra:
         _fail(path, f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(ROW_KEYS)}")
-    if spec["loss"] not in known_losses():
-        _fail(path, f"{where}: unknown loss {spec['loss']!r}; choose from {', '.join(known_losses())}")
+    from services.options import BY_NAME
+
+    if spec["loss"] not in BY_NAME["losses"].allowed():
+        _fail(path, f"{where}: unknown loss {spec['loss']!r}; choose from {', '.join(BY_NAME['losses'].allowed())}")
     bias = spec.get("logit_bias", 0)
     if not (bias is None or bias == "auto" or _is_num(bias)):
         _fail(path, f"{where}: logit_bias {bias!r} must be a number, auto or null")

@@ -10,17 +10,14 @@ nothing else decides these values.
   A pilot trains at the middle of these (:attr:`Setting.pilot_lr`).
 * σ of the initial logits (:func:`resolve_sigma`): ``--sigma``, or the model's measured one for ``--sigma auto``.
 * ε and the loss parameters: the calibration (analytic mode and pilots: ``theory.default_calibration``,
-  which applies Eq. 4 with σ and c for MAE*); else ``--logit-bias`` (``auto``: Eq. 4,
-  ``theory.logit_bias(K, c, σ)``) and ``--loss-params``. A grid sweeps its own ``logit_bias`` list where
+  which applies Eq. 4 with σ and c for MAE*); else ``--logit-bias`` (``auto``: Eq. 4, :func:`epsilon`)
+  and ``--loss-params``. A grid sweeps its own ``logit_bias`` list where
   its grid file gives one and trains at this ε otherwise.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from services.request import SweepRequest
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -46,12 +43,35 @@ class Setting:
                 for one in ((lr,) if lr is not None else self.lrs) for seed in range(seeds)]
 
 
-def resolve_sigma(req: "SweepRequest", measure: Callable[["SweepRequest"], float]) -> float:
+def resolve_sigma(req, measure: Callable[..., float]) -> float:
     """σ of the initial logits: ``--sigma``, or ``measure(req)`` for ``--sigma auto``."""
     return measure(req) if req.sigma == "auto" else float(req.sigma)
 
 
-def learning_rates(req: "SweepRequest", loss: str, biased: bool, base: dict) -> tuple:
+def reads_grid_file(req) -> bool:
+    """Whether the request's sweep reads the grid file: a grid (its grids and lrs), or an analytic sweep that
+    searches the grid file's lrs."""
+    return req.mode in ("grid", "all") or (req.mode == "analytic" and req.lr_protocol == "searched")
+
+
+def sweep_lrs(req, grid_lrs: list | None) -> list | None:
+    """The learning rates a sweep searches (``SweepRequest.lrs`` once resolved): ``--lr`` alone under the
+    shared protocol, else ``--lrs``, else the grid file's."""
+    if req.lr_protocol == "shared" and req.lr is not None:
+        return [float(req.lr)]
+    if grid_lrs is not None:
+        return list(req.lrs or grid_lrs)
+    return req.lrs
+
+
+def epsilon(num_classes: int, c: float, sigma: float) -> float:
+    """ε of Eq. 4 for K classes: the logit bias that makes E[p_y] = c at initial logits N(0, σ²)."""
+    from robustloss_core import theory
+
+    return float(theory.logit_bias(num_classes, c=c, sigma=sigma))
+
+
+def learning_rates(req, loss: str, biased: bool, base: dict) -> tuple:
     """The learning rates of ``loss`` (see the module docstring); ``base``: the request's TrainConfig fields."""
     from robustloss_core import presets
 
@@ -67,20 +87,18 @@ def learning_rates(req: "SweepRequest", loss: str, biased: bool, base: dict) -> 
     return (float(base["lr"]),)
 
 
-def resolve(req: "SweepRequest", loss: str, base: dict, *, calibration: dict | None = None, sigma: float | None = None,
-            measure: Callable[["SweepRequest"], float] | None = None) -> Setting:
+def resolve(req, loss: str, base: dict, *, calibration: dict | None = None, sigma: float | None = None,
+            measure: Callable[..., float] | None = None) -> Setting:
     """The ``Setting`` of ``loss``: from its ``calibration`` entry (``{"logit_bias", "params"}``, as
     ``sweeps.calibrate_losses`` gives it, computed for ``sigma``) where given, else from the request's flags,
     ``--logit-bias auto`` with σ from :func:`resolve_sigma` (``measure`` measures it for ``--sigma auto``, and is
     called only then). ``base``: the request's TrainConfig fields."""
-    from robustloss_core import theory
-
     c = float(req.bias_c)
     if calibration is not None:
         eps, params = float(calibration["logit_bias"]), dict(calibration["params"])
     elif req.logit_bias == "auto":   # Eq. 4
         sigma = resolve_sigma(req, measure) if sigma is None else sigma
-        eps, params = float(theory.logit_bias(req.num_classes, c=c, sigma=sigma)), dict(req.loss_params)
+        eps, params = epsilon(req.num_classes, c, sigma), dict(req.loss_params)
     else:
         eps, params = float(req.logit_bias), dict(req.loss_params)
     return Setting(loss=loss, lrs=learning_rates(req, loss, eps > 0, base), logit_bias=eps, c=c, params=params,

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import json
 
+from services import search
 from services import storage as st
+from services.options import MAY_CHANGE_ON_RESUME
 from services.request import RESOLVED, RequestError, SweepRequest, flag
 
-# Options a resume may change: where the experiment is, how many trials run at once, retries, checkpoint
-# timing, trackers and output. Every other option decides which trials exist or what they compute.
-MAY_CHANGE = frozenset({
-    "resume", "name", "storage_path", "storage_shared", "address", "max_concurrent_trials", "max_failures",
-    "checkpoint_every", "checkpoint_seconds", "cpus_per_trial", "gpus_per_trial", "quiet", "verbose",
-    "json_out", "callbacks", "config", "setting", "row",
-})
-# ... and under --search optuna the budget: more samples continue the same study, fewer stop it sooner
-# (the study's finished trials keep their rows either way).
-MAY_CHANGE_OPTUNA = frozenset({"num_samples"})
+# Options a resume may change (``Option.resume``): where the experiment is, how many trials run at once,
+# retries, checkpoint timing, trackers and output; and what the search allows (``Strategy.resume_may_change``:
+# a sampling search's budget). Every other option decides which trials exist or what they compute.
+MAY_CHANGE = MAY_CHANGE_ON_RESUME
 
 
 def stored_request(storage: st.Storage, name: str) -> dict | None:
@@ -59,9 +55,11 @@ def continued(req: SweepRequest) -> SweepRequest:
     names = SweepRequest.option_names()
     base = {k: v for k, v in stored.items() if k in names and k not in RESOLVED}
     given = {k: getattr(req, k) for k in req.given if k in names}
-    before = SweepRequest.from_options(given=(), **{**base, "name": req.name, "resume": True}).validated()
-    after = SweepRequest.from_options(given=set(given), **{**base, **given, "name": req.name, "resume": True}).validated()
-    may = MAY_CHANGE | (MAY_CHANGE_OPTUNA if after.search == "optuna" else frozenset())
+    grids = {"grids": stored.get("grids") or {}}   # a resume never reads the grid file again (it may be gone)
+    before = SweepRequest.from_options(given=(), **{**base, "name": req.name, "resume": True}).replace(**grids).validated()
+    after = SweepRequest.from_options(given=set(given), **{**base, **given, "name": req.name, "resume": True}
+                                      ).replace(**grids).validated()
+    may = MAY_CHANGE | search.STRATEGIES[after.search].resume_may_change
     old, new = before.record(), after.record()
     differ = [k for k in new if k not in may and _shown(new[k]) != _shown(old.get(k))]
     if differ:
@@ -106,3 +104,11 @@ def all_rows(storage: st.Storage, name: str, rows: list[dict]) -> list[dict]:
             out.append(row)
             listed.add(key)
     return out
+
+
+def unfinished_rows(storage: st.Storage, name: str) -> list[dict]:
+    """The rows an experiment's checkpoints give before its ``summary.json`` exists (``services.resume``)."""
+    record = storage.read_json(name, st.EXPERIMENT_RECORD) if storage.exists(name, st.EXPERIMENT_RECORD) else {}
+    pruned = (record.get("request") or {}).get("search") == "optuna"   # there "stopped" is ASHA's own stop
+    rows = all_rows(storage, name, [])
+    return [dict(r, status="unfinished") if r["status"] == "stopped" and not pruned else r for r in rows]

@@ -8,7 +8,7 @@ Tune's ``param_space`` (grid) or searcher (Optuna) hands each trial a *flat* dic
 ``t1``, ``t2``). Everything else a trial needs — dataset, noise, model, epochs, batch size, bias schedule,
 validation split (``fixed``: TrainConfig fields) and Ray resources — is the same for the whole experiment
 and reaches the trial through ``tune.with_parameters`` as a ``Fixed``. The trial rebuilds its spec with
-``TrialSpec.from_hparams(fixed, config)``. Grid, Optuna and analytic trials all have this one shape.
+``TrialSpec.from_hparams(fixed, config)``. Grid, sampled (optuna, random) and analytic trials all have this one shape.
 
 A trial's identity is ``TrialSpec.key``: a hash of everything that decides what it computes — its
 hyperparameters and the TrainConfig fields (``Fixed.train``), which together are exactly the dict
@@ -35,7 +35,7 @@ class Resources:
 
     Checkpoint policy (:meth:`checkpoint_due`): a run saves its state after its last epoch, after every
     ``checkpoint_every``-th epoch (0: no epoch rule), after each epoch in ``checkpoint_epochs`` (the
-    epochs where ASHA may stop an Optuna trial), and after any epoch that ends ``checkpoint_seconds`` or
+    epochs where ASHA may stop a trial), and after any epoch that ends ``checkpoint_seconds`` or
     more after the run's previous checkpoint (or its start). A killed or failed run therefore repeats at
     most the epochs of the last ``checkpoint_seconds`` (one epoch, if epochs are longer); a short trial
     writes one checkpoint, not one per epoch. None of this changes what a run computes (not in the key).
@@ -50,6 +50,7 @@ class Resources:
     checkpoint_every: int = 0
     checkpoint_seconds: float = 60.0
     checkpoint_epochs: tuple = ()
+    keep_checkpoints: str = "last"       # what an ended trial keeps (services.checkpoint.prune)
 
     def checkpoint_due(self, epoch: int, last_epoch: int, seconds_since: float) -> bool:
         """Whether a run saves its state after ``epoch`` (see the class docstring)."""
@@ -64,11 +65,10 @@ class Resources:
         return self.num_workers * self.gpus_per_worker if self.use_gpu else 0.0
 
     def trial_resources(self) -> dict:
-        """Resources Tune reserves per trial. Multi-worker trials are drivers: the Ray Train
-        workers reserve their own CPUs/GPUs, so the driver holds no CPU. Tune refuses a request of
-        nothing at all, so it holds one byte of Ray's ``memory`` resource instead: even a sliver of a
-        CPU (0.01) left a 2-CPU cluster 1.99 CPUs for a trial's 2 one-CPU workers, and Ray Train's
-        worker group then timed out waiting for them, every retry."""
+        """Resources Tune reserves per trial. Multi-worker trials are drivers: the Ray Train workers reserve
+        their own CPUs/GPUs, so the driver holds no CPU (any fraction of one would leave the workers short of
+        a whole CPU on a cluster that has exactly theirs). Tune refuses a request of nothing at all, so the
+        driver holds one byte of Ray's ``memory`` resource instead."""
         if self.num_workers > 1:
             return {"cpu": 0, "memory": 1}
         res = {"cpu": self.cpus_per_worker}
@@ -103,7 +103,7 @@ class Fixed:
 
 
 EXTRA_KEYS = ("fault_injection", "resume_from")
-SPEC_FORMAT = 2   # spec.json written since the pilots' epochs are part of Fixed.train (and so of the key)
+SPEC_FORMAT = 2   # spec.json's format: a pilot's epochs are part of Fixed.train (and so of the key)
 
 
 def split_hparams(hp: dict) -> tuple[dict, dict]:
@@ -168,7 +168,7 @@ class TrialSpec:
     @property
     def key(self) -> str:
         """Stable identity: a hash of the two inputs of ``train_config`` (hyperparameters + fixed TrainConfig),
-        so of everything the trial computes; the same formula since the first release, so stored keys hold."""
+        so of everything the trial computes; stored keys depend on this formula staying as it is."""
         return spec_key(self.hparams, self.fixed.train)
 
     @property

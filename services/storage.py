@@ -119,6 +119,16 @@ class Storage:
             ) from None
 
 
+def experiments(storage: Storage) -> list[str]:
+    """The experiments under ``storage``'s root: folders holding a request record, a summary or a compare report."""
+    try:
+        entries = storage.fs.get_file_info(pafs.FileSelector(storage.root))
+    except (FileNotFoundError, OSError):
+        return []
+    names = sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory)
+    return [n for n in names if any(storage.exists(n, f) for f in (EXPERIMENT_RECORD, SUMMARY, "compare.json"))]
+
+
 def _json_default(obj):
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()

@@ -1,4 +1,4 @@
-"""Ray Tune sweeps: the baseline grid (or Optuna TPE + ASHA) and the paper's analytic mode.
+"""Ray Tune sweeps: the baseline grid (or another search of ``services.search``) and the paper's analytic mode.
 
 A sweep is a list of ``TrialSpec`` (flat hyperparameters over one ``Fixed``) run by one ``tune.Tuner``
 whose experiment folder is ``<storage>/<name>/``. Tune sees the real hyperparameters: every trial's
@@ -8,13 +8,14 @@ returns them, TensorBoard HParams show the ones that vary, and trial folders are
 
 * grid / analytic: ``TrialListSearcher`` hands Tune the given list, one config per trial (a per-loss
   grid is not a Cartesian product over all keys, so ``tune.grid_search`` per key cannot express it);
-* optuna: ``OptunaSearch`` (TPE) over ``OptunaSpace`` with ASHA; its study persists in
+* optuna / random: ``OptunaSearch`` (TPE or random sampling) over ``OptunaSpace``; its study persists in
   ``<storage>/<name>/optuna.journal`` (or ``--optuna-storage``), so a resumed search continues it.
+  Any search may run under a scheduler (``--scheduler asha``). ``services.search`` holds both registries.
 
 Many short trials: grid and analytic sweeps reuse trial actors (``reuse_actors=True``), so a worker process pays imports,
 torch's lazy start-up and the dataset (cached per process) once and then runs trial after trial; trials
 checkpoint by ``Resources.checkpoint_due`` (the last epoch, every N epochs or M seconds, and ASHA's
-rungs for Optuna), not after every epoch. ``benchmarks/sweep_overhead.py`` measures what is left.
+rungs under ASHA), not after every epoch. ``benchmarks/sweep_overhead.py`` measures what is left.
 
 The folder is the single source of truth: Tune's files, ``robustloss.json`` (what was asked),
 ``summary.json`` / ``summary.csv`` (one row per trial), and the trials' checkpoints, from which
@@ -25,26 +26,25 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 
 from services import _private_api as private
-from services import salvage, timeline
+from services import search as search_mod
+from services import checkpoint as ckpt
+from services import progress, timeline
 from services import storage as st
-from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv
-from services.spec import Fixed, Resources, TrialSpec, varied_keys
+from services.request import RequestError
+from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv  # noqa: F401 (re-exported)
+from services.spec import Fixed, Resources, TrialSpec
 from services.trainer import run_trial
 
-__all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "calibrate_losses", "OptunaSpace",
-           "SweepResult", "run_row", "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
-
-OPTUNA_JOURNAL = "optuna.journal"
+__all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "calibrate_losses", "SweepResult", "run_row",
+           "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
 
 
-class ExperimentExistsError(ValueError):
+class ExperimentExistsError(RequestError):
     """An experiment name already used in the storage, without ``--resume``."""
 
 
@@ -83,104 +83,6 @@ def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float
         row.update(params=params, logit_bias=bias, seconds=seconds, loss=loss)
         out[loss] = row
     return out
-
-
-class OptunaSpace:
-    """Define-by-run Optuna space over the same ranges as the grid: loss (categorical), log-uniform
-    learning rate over the grid's span, each parameter uniform over its grid's span (categorical if
-    the grid has one value or non-numeric values); ``logit_bias`` is searched like a loss parameter.
-    A class, not a closure: it is pickled with the searcher."""
-
-    def __init__(self, losses: list[str], grids: dict, lrs: list[float]):
-        self.losses, self.grids, self.lrs = list(losses), grids, list(lrs)
-
-    def keys(self) -> list[str]:
-        """Every hyperparameter a trial of this space can have: loss, lr and each loss's own."""
-        return sorted({"loss", "lr"} | {k for loss in self.losses for k in (self.grids.get(loss) or {})})
-
-    def __call__(self, trial):
-        loss = trial.suggest_categorical("loss", self.losses)
-        trial.suggest_float("lr", min(self.lrs), max(self.lrs), log=True)
-        for name, values in sorted((self.grids.get(loss) or {}).items()):
-            numeric = all(isinstance(v, (int, float)) for v in values)
-            if numeric and len(set(values)) > 1:
-                trial.suggest_float(name, float(min(values)), float(max(values)))
-            else:
-                trial.suggest_categorical(name, list(values))
-        return None
-
-
-def _trial_list_searcher(hparams: list[dict]):
-    """A Tune ``Searcher`` that suggests ``hparams`` in order, one per trial, then FINISHED."""
-    from ray.tune.search import Searcher
-
-    class TrialListSearcher(Searcher):
-        def __init__(self, configs):
-            super().__init__()
-            self.configs, self.next = list(configs), 0
-
-        def suggest(self, trial_id):
-            if self.next >= len(self.configs):
-                return Searcher.FINISHED
-            self.next += 1
-            return dict(self.configs[self.next - 1])
-
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            pass
-
-        def save(self, checkpoint_path):
-            with open(checkpoint_path, "wb") as f:
-                pickle.dump({"configs": self.configs, "next": self.next}, f)
-
-        def restore(self, checkpoint_path):
-            with open(checkpoint_path, "rb") as f:
-                self.__dict__.update(pickle.load(f))
-
-    return TrialListSearcher(hparams)
-
-
-def _optuna_searcher(space, study_name: str, storage_url, seed: int, epochs: int, metric: str):
-    """``OptunaSearch`` on a persistent study; a trial ASHA stopped before its last epoch is told to
-    Optuna as PRUNED (not COMPLETE), one that raised as FAIL (``_private_api.persistent_optuna_search``)."""
-    return private.persistent_optuna_search(space, metric=metric, seed=seed, study_name=study_name,
-                                            storage=storage_url, epochs=epochs)
-
-
-ASHA_REDUCTION = 3
-
-
-def asha_grace(epochs: int) -> int:
-    return max(1, epochs // 4)
-
-
-def asha_rungs(epochs: int) -> tuple[int, ...]:
-    """The epochs at which ASHA (grace ``asha_grace``, reduction 3, max ``epochs``) may stop a trial:
-    Optuna trials checkpoint there too, so a stopped trial's result survives a driver kill."""
-    g = asha_grace(epochs)
-    n = int(math.log(epochs / g) / math.log(ASHA_REDUCTION) + 1) if epochs > g else 0
-    return tuple(g * ASHA_REDUCTION ** k for k in range(n) if g * ASHA_REDUCTION ** k < epochs)
-
-
-def selection_metric(train: dict) -> str:
-    """What Optuna and ASHA optimise: noisy-validation top-1 (test top-1 only without a validation split)."""
-    return "val_top1" if float(train.get("val_fraction", 0.0) or 0.0) > 0 else "test_top1"
-
-
-def optuna_storage(storage: st.Storage, name: str, url: str | None):
-    """The Optuna storage of experiment ``name``: ``url`` (a database) if given, else a journal file
-    ``<storage>/<name>/optuna.journal`` (local or NFS storage only)."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    if url:
-        return optuna.storages.RDBStorage(url) if "://" in url and not url.startswith("file://") else url
-    if not storage.is_local:
-        raise st.StorageError(f"--search optuna on {storage.display()} needs --optuna-storage URL (a database): "
-                              f"Optuna's journal file needs a local or NFS --storage-path")
-    path = storage.path(name, OPTUNA_JOURNAL)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return JournalStorage(JournalFileBackend(path))
 
 
 # ----------------------------------------------------------------------------- results
@@ -266,23 +168,24 @@ def progress_reporter(varied: list[str], location: str | None = None):
 
 
 def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict], *, resume: bool = False,
-              search: str = "grid", search_space=None, num_samples: int | None = None, record: dict | None = None,
-              verbose: int = 1, callbacks: list[str] = (), optuna_url: str | None = None,
+              search: str = "grid", scheduler: str = "auto", search_space=None, num_samples: int | None = None,
+              record: dict | None = None, verbose: int = 1, callbacks: list[str] = (), optuna_url: str | None = None,
               extras: dict | None = None) -> SweepResult:
     """Run (or ``resume``) the Tune experiment ``<storage>/<name>``.
 
-    ``search="grid"``: every dict in ``hparams`` is one trial.
-    ``search="optuna"``: Optuna TPE samples ``num_samples`` configurations from ``search_space``, ASHA
-    stops weak trials early on noisy-validation top-1; the study persists (``optuna_storage``).
+    ``search`` (``services.search.STRATEGIES``): ``grid`` runs every dict in ``hparams`` as one trial; ``optuna``
+    and ``random`` sample ``num_samples`` configurations from ``search_space``. ``scheduler``
+    (``services.search.SCHEDULERS``, ``auto``: the search's own) may stop trials early; they checkpoint at its rungs.
     ``extras``: {TrialSpec.key: {"fault_injection"|"resume_from": ...}} per-trial settings that do not change
     what a trial computes (``spec.EXTRA_KEYS``); what does (a pilot's epochs) is in ``fixed.train``.
     """
-    resources = fixed.resources
-    if search == "optuna":   # ASHA may stop a trial at any rung: checkpoint there as well
-        resources = dataclasses.replace(resources, checkpoint_epochs=asha_rungs(int(fixed.train["epochs"])))
+    strategy, sched = search_mod.STRATEGIES[search], search_mod.scheduler_of(search, scheduler)
+    rungs = sched.rungs(int(fixed.train["epochs"]))
+    resources = dataclasses.replace(fixed.resources, checkpoint_epochs=rungs) if rungs else fixed.resources
     fixed = dataclasses.replace(fixed, resources=resources, experiment=name, extras=dict(extras or {}))
-    specs = [TrialSpec.from_hparams(fixed, hp) for hp in hparams]
-    varied = varied_keys(specs) if search == "grid" else search_space.keys()
+    sweep = search_mod.Sweep(storage, name, fixed, [TrialSpec.from_hparams(fixed, hp) for hp in hparams],
+                             space=search_space, num_samples=num_samples, optuna_url=optuna_url, scheduler=sched)
+    varied = strategy.varied(sweep)
     wall0 = time.time()
     prior_wall = 0.0
     if storage.exists(name, st.EXPERIMENT_RECORD):
@@ -290,29 +193,10 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     if record is not None and not resume:
         storage.write_json({**record, "name": name, "started": wall0, "wall_seconds": 0.0}, name,
                            st.EXPERIMENT_RECORD, overwrite=False)
-
-    done: list[dict] = []
-    epochs = int(fixed.train["epochs"])
-    if search == "optuna":
-        study_storage = optuna_storage(storage, name, optuna_url)
-        total = num_samples or len(specs)
-        told, enqueue, done = _optuna_resume(storage, name, fixed, study_storage, epochs) if resume else (0, [], [])
-        todo_count = max(0, total - len(done))   # the interrupted trials run again among these
-        for spec in enqueue:
-            if spec.resume_from:
-                fixed.extras.setdefault(spec.key, {})["resume_from"] = spec.resume_from
-    else:
-        if resume:
-            done, specs, _ = salvage.plan(storage, name, specs)
-            print(f"--resume: {len(done)} trial(s) finished and kept, {len(specs)} to run "
-                  f"({sum(1 for s in specs if s.resume_from)} from their last checkpoint)", flush=True)
-            for s in specs:
-                if s.resume_from:
-                    fixed.extras.setdefault(s.key, {})["resume_from"] = s.resume_from
-        todo_count = len(specs)
-
+    done, todo = strategy.plan(sweep, resume)
     rows = list(done)
-    if todo_count:
+    progress.begin(done, todo, sweep.epochs)
+    if todo:
         # Tune's compact progress table (the legacy reporter) instead of per-trial config dumps. What the
         # run sets in the environment (these, and what Tune's tracker callbacks set, e.g.
         # MLFLOW_TRACKING_URI) is put back afterwards: a notebook's process is not changed behind its back.
@@ -320,10 +204,7 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         try:
-            rows += _fit(storage, name, fixed, specs, search=search, search_space=search_space, todo_count=todo_count,
-                         epochs=epochs, varied=varied, verbose=verbose, callbacks=list(callbacks),
-                         study_storage=study_storage if search == "optuna" else None,
-                         sampler_offset=told if search == "optuna" else 0)
+            rows += _fit(sweep, strategy, todo, varied=varied, verbose=verbose, callbacks=list(callbacks))
         finally:
             for k in set(os.environ) - set(saved_env):
                 del os.environ[k]
@@ -367,40 +248,37 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
     return RobustlossTrial
 
 
-def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count, epochs, varied, verbose, callbacks,
-         study_storage, sampler_offset: int = 0) -> list[dict]:
+def _tune_config(sweep: search_mod.Sweep, strategy, todo: int, varied: list[str]):
     from ray import tune
 
     from services.cluster import cluster_capacity
 
-    trainable = tune.with_resources(_named_trainable(fixed, storage, varied), fixed.resources.trial_resources())
-    concurrency = fixed.resources.concurrency(cluster_capacity())
-    if search == "optuna":
-        from ray.tune.schedulers import ASHAScheduler
+    fixed = sweep.fixed
+    metric = ({"metric": search_mod.selection_metric(fixed.train), "mode": "max"}
+              if strategy.samples or sweep.scheduler.uses_metric else {})
+    return tune.TuneConfig(**strategy.tune_config(sweep, todo), **metric, scheduler=sweep.scheduler.tune(sweep.epochs),
+                           max_concurrent_trials=fixed.resources.concurrency(cluster_capacity()),
+                           trial_dirname_creator=_trial_dirname_creator(varied, fixed),
+                           trial_name_creator=_trial_dirname_creator(varied, fixed))
 
-        metric = selection_metric(fixed.train)
-        # a resumed study gets a sampler seeded past its earlier draws: the same seed would replay the first run's
-        # random start-up suggestions, i.e. run finished configurations again
-        search_alg = _optuna_searcher(search_space, name, study_storage, int(fixed.train.get("seed", 0)) + sampler_offset,
-                                      epochs, metric)
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=asha_grace(epochs),
-                                  reduction_factor=ASHA_REDUCTION)
-        tune_config = tune.TuneConfig(metric=metric, mode="max", num_samples=todo_count, search_alg=search_alg,
-                                      scheduler=scheduler, max_concurrent_trials=concurrency,
-                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed),
-                                      trial_name_creator=_trial_dirname_creator(varied, fixed))
-    else:
-        tune_config = tune.TuneConfig(num_samples=len(specs), search_alg=_trial_list_searcher([s.hparams for s in specs]),
-                                      max_concurrent_trials=concurrency, reuse_actors=True,
-                                      trial_dirname_creator=_trial_dirname_creator(varied, fixed),
-                                      trial_name_creator=_trial_dirname_creator(varied, fixed))
+
+def _fit(sweep: search_mod.Sweep, strategy, todo: int, *, varied, verbose, callbacks) -> list[dict]:
+    from ray import tune
+
+    storage, name, fixed = sweep.storage, sweep.name, sweep.fixed
+    trainable = tune.with_resources(_named_trainable(fixed, storage, varied), fixed.resources.trial_resources())
+    tune_config = _tune_config(sweep, strategy, todo, varied)
     clock = _trial_clock()
+    extra = [clock, ckpt.pruner(storage, fixed.resources.keep_checkpoints), *progress.callbacks()]
+    if sweep.scheduler.uses_metric:
+        extra.append(search_mod.stop_recorder(storage, name, sweep.epochs,
+                                              lambda config: TrialSpec.from_hparams(fixed, config).key))
     run_config = tune.RunConfig(
         name=name, storage_path=storage.root, storage_filesystem=storage.fs,
         failure_config=tune.FailureConfig(max_failures=fixed.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=verbose, progress_reporter=progress_reporter(varied, storage.display(name)),
-        callbacks=_callbacks(callbacks, varied, name, storage) + [clock],
+        callbacks=_callbacks(callbacks, varied, name, storage) + extra,
     )
     interrupted = _InterruptNote()
     tune_logger = logging.getLogger("ray.tune.tune")
@@ -422,40 +300,6 @@ def _fit(storage, name, fixed: Fixed, specs, *, search, search_space, todo_count
         trial_id = (r.metrics or {}).get("trial_id")
         rows.append(run_row(TrialSpec.from_hparams(fixed, r.config), r.metrics, r.error, span=clock.span(trial_id)))
     return rows
-
-
-def _optuna_resume(storage, name, fixed: Fixed, study_storage, epochs):
-    """Resume an Optuna search: its finished trials (COMPLETE, PRUNED, FAIL in the study) keep their rows
-    (rebuilt from their checkpoints); trials the kill left RUNNING are marked FAIL in the study and
-    enqueued again with the same parameters, each continuing from its newest checkpoint."""
-    import dataclasses
-
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=name, storage=study_storage)
-    except KeyError:
-        return 0, [], []
-    found = salvage.scan(storage, name)
-    done, enqueue = [], []
-    for t in study.get_trials(deepcopy=False):
-        spec = TrialSpec.from_hparams(fixed, dict(t.params))
-        hit = found.get(spec.key)
-        if t.state == optuna.trial.TrialState.RUNNING or t.state == optuna.trial.TrialState.WAITING:
-            if t.state == optuna.trial.TrialState.RUNNING:
-                private.fail_trial(study, t)
-            study.enqueue_trial(dict(t.params), skip_if_exists=False)
-            enqueue.append(dataclasses.replace(spec, resume_from=hit["checkpoint"]) if hit else spec)
-            continue
-        if hit is None:
-            done.append(run_row(spec, {}, RuntimeError("no checkpoint")) if t.state == optuna.trial.TrialState.FAIL
-                        else run_row(spec, {"epoch": 0}, None))
-            continue
-        failed = RuntimeError("failed") if t.state == optuna.trial.TrialState.FAIL else None
-        done.append(salvage.checkpoint_row(spec, hit["content"], failed))   # PRUNED ones stop before the last epoch
-    print(f"--resume: Optuna study {name!r} has {len(done)} finished trial(s); {len(enqueue)} interrupted one(s) "
-          f"enqueued again", flush=True)
-    return len(study.get_trials(deepcopy=False)), enqueue, done   # trials the study holds (the sampler offset)
 
 
 def write_summary(storage: st.Storage, result: SweepResult, **extra) -> dict:

@@ -157,13 +157,14 @@ def test_asha_stops_exactly_where_tunes_bracket_does():
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.schedulers.async_hyperband import _Bracket
 
-    from services import sweeps
+    from services import search
 
     grid, hist = make_grid(params=(0.2, 0.35, 0.5, 0.65, 0.8), epochs=9)
     table = tables_of(grid, hist)["gce"]
     eta, grace = at.Asha().resolved(table.epochs)
-    assert (eta, grace) == (sweeps.ASHA_REDUCTION, sweeps.asha_grace(9))
-    assert at.Asha().rungs(9) == sweeps.asha_rungs(9) == (2, 6)
+    assert at.Asha is search.Asha and search.SCHEDULERS["asha"] == at.Asha()   # the sweep's own scheduler
+    assert (eta, grace) == (3.0, 2)
+    assert at.Asha().rungs(9) == (2, 6)
     assert at.Asha(reduction_factor=2, grace_period=1).rungs(9) == (1, 2, 4, 8)
     stopped_any = False
     for method in ("asha", "optuna"):

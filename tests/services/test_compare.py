@@ -253,7 +253,7 @@ def test_report_files_written(tmp_path, selection):
     assert ca["interval"] == "paired" and ca["top1_per_seed"] == f"0={a['top1_per_seed']['0']:.6f},1={a['top1_per_seed']['1']:.6f}"
     assert f"{a['top1_mean']:.2f} ± {a['top1_sem']:.2f}" in md
     es_other = {"val": "56.00 ± 1.00 (q=0.3, lr=0.1)", "test": "66.00 ± 1.00 (q=0.7, lr=0.01)"}[selection]
-    assert es_other in next(line for line in md.splitlines() if line.startswith("| gce | grid |"))  # ES chose elsewhere
+    assert es_other in next(line for line in md.splitlines() if line.startswith("| GCE | grid |"))  # ES chose elsewhere
     with pytest.raises(ValueError, match="differs"):
         cmp.write_report(storage, "cmp", rows, grid="g", analytic="a", selection={"val": "test", "test": "val"}[selection])
 

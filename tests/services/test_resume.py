@@ -116,7 +116,7 @@ def test_api_resume_refuses_the_same_way(tmp_path, no_ray):
     from services import api
 
     stored(tmp_path)
-    with pytest.raises(api.RequestError, match=r"--losses"):
+    with pytest.raises(api.RequestError, match=r"losses \(\[\"mae\"\] -> \[\"gce\"\]\)"):
         api.grid(name="r", resume=True, storage_path=str(tmp_path), losses="gce", lrs=[0.1], epochs=1, **TINY)
 
 

@@ -155,13 +155,11 @@ def test_checkpoint_due_time_rule():
 
 @pytest.mark.parametrize("epochs", [1, 2, 4, 5, 8, 12, 40, 100])
 def test_optuna_trials_checkpoint_at_ashas_own_rungs(epochs):
-    """An Optuna trial checkpoints where ASHA may stop it: sweeps.asha_rungs against the milestones of
+    """A trial under ASHA checkpoints where ASHA may stop it: ``Asha.rungs`` against the milestones of
     the ASHAScheduler the sweep builds (Ray's own computation)."""
-    from ray.tune.schedulers import ASHAScheduler
+    from services.search import SCHEDULERS
 
-    from services import sweeps
-
-    asha = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=sweeps.asha_grace(epochs),
-                         reduction_factor=sweeps.ASHA_REDUCTION, metric="m", mode="max")
+    asha = SCHEDULERS["asha"].tune(epochs)
     milestones = sorted(m for m, _ in asha._brackets[0]._rungs if m < epochs)
-    assert list(sweeps.asha_rungs(epochs)) == milestones
+    assert list(SCHEDULERS["asha"].rungs(epochs)) == milestones
+    assert SCHEDULERS["none"].rungs(epochs) == () and SCHEDULERS["none"].tune(epochs) is None
