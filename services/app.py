@@ -27,7 +27,7 @@ from services import sweeps
 from services import cluster
 from services.cluster import ClusterError, check_address, connect
 from services.request import RequestError, SweepRequest
-from services.resolve import epsilon, resolve, resolve_sigma
+from services.resolve import calibrate_losses, epsilon, grid_hparams, resolve, resolve_sigma
 from services.spec import Fixed, TrialSpec
 from services.estimate import print_estimate
 from services.progress import list_experiments, print_runs, start_text  # noqa: F401 (the CLI: ls, bare command)
@@ -129,17 +129,17 @@ def grid_trials(req: SweepRequest, fixed: Fixed) -> tuple[list[dict], list[float
     """The grid's trials (flat hyperparameters) and every learning rate they use."""
     settings = [resolve(req, loss, fixed.train, measure=measured_sigma) for loss in req.losses]
     hparams = [hp for s in settings
-               for hp in sweeps.grid_hparams([s.loss], req.grids, list(s.lrs), req.seeds, logit_bias=s.logit_bias)]
+               for hp in grid_hparams([s.loss], req.grids, list(s.lrs), req.seeds, logit_bias=s.logit_bias)]
     return hparams, sorted({lr for s in settings for lr in s.lrs})
 
 
 def analytic_calibration(req: SweepRequest, sigma: float) -> dict:
-    """``sweeps.calibrate_losses`` with each loss's label: MAE* (Eq. 4's bias), GCE+ (calibrated), or the
+    """``resolve.calibrate_losses`` with each loss's label: MAE* (Eq. 4's bias), GCE+ (calibrated), or the
     fallback's label where the admissibility rule rejected the calibration."""
     from robustloss_core import theory
 
-    calibration = sweeps.calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
-                                          reference_classes=req.calibration_reference, sigma=sigma)
+    calibration = calibrate_losses(req.losses, req.num_classes, req.dataset, c=req.bias_c,
+                                   reference_classes=req.calibration_reference, sigma=sigma)
     for loss, cal in calibration.items():
         recipe = theory.CALIBRATION_RECIPES.get(loss)
         kind = recipe.kind if recipe is not None else "none"
@@ -428,7 +428,7 @@ def execute(req: SweepRequest) -> tuple[int, dict, str]:
         print(f"\ninterrupted; continue with: {progress.interrupt_hint(name, where)}", flush=True)
         return 130, {}, name
     if mode.lists_runs:
-        labels = {loss: c.get("label", loss).upper() for loss, c in (payload.get("calibration") or {}).items()}
+        labels = progress.loss_labels(payload.get("calibration"))
         if payload["runs"]:
             print_runs(payload["runs"], labels)
         what = f"grid, {req.search} search" if req.mode == "grid" and req.search != "grid" else req.mode

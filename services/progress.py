@@ -298,17 +298,23 @@ def experiment_rows(storage) -> list[dict]:
             summary = storage.read_json(name, st.SUMMARY)
             row["mode"] = summary.get("mode") or row["mode"]
             runs = [r for r in summary.get("runs", []) if r.get("role", "main") == "main"]
-            labels = {k: (c.get("label") or k).upper() for k, c in (summary.get("calibration") or {}).items()}
-            row.update(finished=len(runs), total=len(runs), state="finished", best=_best(runs, labels))
+            row.update(finished=len(runs), total=len(runs), state="finished",
+                       best=_best(runs, loss_labels(summary.get("calibration"))))
         else:
             from services.resume import unfinished_rows
 
             runs = [r for r in unfinished_rows(storage, name) if r.get("role", "main") == "main"]
             ended = [r for r in runs if r["status"] != "unfinished"]
+            calibration = storage.read_json(name, st.CALIBRATION).get("losses") if storage.exists(name, st.CALIBRATION) else None
             row.update(finished=len(ended), total=planned_trials(request, row["mode"]), state="unfinished",
-                       best=_best(ended))
+                       best=_best(ended, loss_labels(calibration)))
         out.append(row)
     return out
+
+
+def loss_labels(calibration: dict | None) -> dict:
+    """How an analytic experiment names its losses (MAE*, GCE+): the labels its calibration stored."""
+    return {k: (c.get("label") or k).upper() for k, c in (calibration or {}).items()}
 
 
 def planned_trials(request: dict, mode: str) -> int | None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from services import options as opts
 from services.cluster import starts_embedded
 from services.options import BY_NAME, MODES, OPTIONS, SWEEPS, flag  # noqa: F401 (MODES: re-exported)
-from services.rules import RequestError, check_value, coerce, unknown_names  # noqa: F401 (re-exported)
+from services.rules import RequestError, check_value, coerce, read_yaml, unknown_names  # noqa: F401 (re-exported)
 
 RESOLVED = ("num_classes", "dataset_kwargs", "grids", "given")   # set by validated() / from_options, not options
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
@@ -227,8 +227,10 @@ class SweepRequest:
         return {"weaning": dict(WEANING), "dynamic": {"kind": "dynamic", "c": float(self.bias_c)}}.get(kind)
 
     def base_train(self, mode: str | None = None) -> dict:
-        """The TrainConfig fields every trial shares, presets filled in (validated by TrainConfig)."""
+        """The TrainConfig fields every trial shares (``Fixed.train``), presets filled in (validated by TrainConfig);
+        none of the fields a trial's hyperparameters set (loss, lr, seed, ε, loss parameters: ``services.resolve``)."""
         from robustloss_core.config import TrainConfig
+        from services.spec import HP_FIELDS
 
         cfg = TrainConfig.from_dict({
             "dataset": self.dataset, "data_root": self.data_root, "download": self.download,
@@ -237,7 +239,8 @@ class SweepRequest:
             "val_fraction": float(self.val_fraction), **({"epochs": self.epochs} if self.epochs else {}),
         }).resolved()
         # the relative schedule is expanded per trial, against each trial's own ε (TrainConfig.resolved)
-        return {**cfg.to_dict(), "logit_bias_schedule": self.resolved_bias_schedule(mode)}
+        fields = {k: v for k, v in cfg.to_dict().items() if k not in HP_FIELDS}
+        return {**fields, "logit_bias_schedule": self.resolved_bias_schedule(mode)}
 
     def resources(self):
         from services.spec import Resources
@@ -279,15 +282,7 @@ def takes_classes(dataset: str) -> bool:
 def load_grids(path: str, losses: list[str]) -> tuple[dict, list[float]]:
     """Per-loss parameter grids and the learning-rate grid from the grid YAML; its learning rates are checked
     as ``--lrs`` is."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise RequestError(f"--grid-file {path!r}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise RequestError(f"--grid-file {path!r}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, "--grid-file") or {}
     grids = data.get("losses") or {}
     missing = [loss for loss in losses if loss not in grids]
     if missing:

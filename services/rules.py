@@ -19,6 +19,23 @@ class RequestError(ValueError):
     """Bad input: printed as one line, exit status 2, before Ray starts and before anything is stored."""
 
 
+def read_yaml(path: str, what: str):
+    """The YAML document at ``path`` (None for an empty file); a missing or malformed file is a one-line
+    RequestError naming it as ``what`` (the flag that gave it: ``--config``, ``--grid-file``)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise RequestError(f"{what} {path!r}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RequestError(f"{what} {path!r}: malformed YAML{where}: {problem}") from None
+
+
 # ------------------------------------------------------------------------------ one typing rule
 def _bad(name: str, value, expected: str) -> RequestError:
     return RequestError(f"{flag(name)} {value!r}: expected {expected}")

@@ -5,7 +5,7 @@ A driver killed with SIGKILL can leave Tune's own experiment state cut short (Tu
 what each trial wrote once, itself: its checkpoints (``services.checkpoint``), each holding the full engine
 state after a finished epoch (with the trial's elapsed time) or a non-finite-loss marker, and the
 ``TrialSpec`` with its stable ``key`` (which covers everything the trial computes: a pilot's checkpoint
-never continues a main trial). So ``--resume`` never reads Tune's state; it
+never continues a main trial). So ``--resume`` never reads Tune's state to decide what runs; it
 
 1. re-derives the experiment's trial list from the request (the same specs, the same keys);
 2. scans every checkpoint of the experiment (Tune trial folders, and ``train/<run name>/`` for multi-worker
@@ -16,9 +16,20 @@ never continues a main trial). So ``--resume`` never reads Tune's state; it
    (``TrialSpec.resume_from``; multi-worker runs find theirs in ``train/<run name>/`` themselves), so no
    finished epoch is repeated and no finished trial runs twice.
 
-Nothing is deleted or rewritten; a resumed run adds trial folders beside the old ones.
+One experiment across resumes: a trial's folder is named by its hyperparameters and its spec key, not by
+Tune's per-run trial id (``services.sweeps``), so a resumed trial runs **in its own folder**: its
+``result.json`` / ``progress.csv`` go on where they stopped (:func:`in_place`, as Tune's driver re-copies its
+staging copy over them), its checkpoints continue their numbering (:func:`next_checkpoint_index`), and
+its TensorBoard event files sit beside the earlier ones — one run per trial. After each Tune run the
+newest ``experiment_state-*.json`` is made to list every trial of every run once, the newest view of each
+folder winning (:func:`merge_experiment_states`), so Tune's own ``ExperimentAnalysis(<experiment>)`` sees
+the whole experiment. Nothing a trial stored is deleted; old experiment-state files stay as Tune wrote them.
 """
 from __future__ import annotations
+
+import json
+import os
+import re
 
 from pyarrow import fs as pafs
 
@@ -108,3 +119,101 @@ def plan(storage: st.Storage, name: str, specs: list[TrialSpec]) -> tuple[list[d
         else:
             todo.append(spec)
     return rows, todo, found
+
+
+# ----------------------------------------------------------------------------- one experiment across resumes
+CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)$")
+HISTORY = ("result.json", "progress.csv")   # what Tune's loggers append to, in its driver's staging folder
+STATE_GLOB = re.compile(r"experiment_state-.+\.json$")
+
+
+def next_checkpoint_index(fs, trial_path: str) -> int:
+    """The highest ``checkpoint_<n>`` index already in a trial folder (-1: none): a trial resumed in its
+    folder numbers its checkpoints after it, so names sort in time (``checkpoint.prune`` keeps the last)."""
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+    except OSError:
+        return -1
+    found = [int(m.group(1)) for i in infos if i.type == pafs.FileType.Directory
+             and (m := CHECKPOINT_DIR.match(i.base_name))]
+    return max(found, default=-1)
+
+
+def in_place():
+    """A Tune driver callback: when a trial starts in a folder an earlier run of it left (a resume), its
+    stored ``result.json`` / ``progress.csv`` are copied into the driver's staging folder first, so Tune's
+    loggers (which run after this callback) append to them and its re-copy to the storage keeps every row."""
+    from ray.tune import Callback
+
+    class InPlace(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            fs, remote, local = trial.storage.storage_filesystem, trial.storage.trial_fs_path, trial.local_path
+            for file in HISTORY:
+                target = f"{local}/{file}"
+                try:
+                    if os.path.exists(target) or fs.get_file_info(f"{remote}/{file}").type != pafs.FileType.File:
+                        continue
+                    with fs.open_input_stream(f"{remote}/{file}") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                os.makedirs(local, exist_ok=True)
+                with open(target, "wb") as out:
+                    out.write(data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1])
+
+    return InPlace()
+
+
+def _states(storage: st.Storage, name: str) -> list[str]:
+    return sorted(e.base_name for e in _entries(storage, name)
+                  if e.type == pafs.FileType.File and STATE_GLOB.match(e.base_name))
+
+
+def _folder_of(entry) -> str | None:
+    """The trial folder an ``experiment_state`` entry (json state, run metadata) belongs to."""
+    from ray.tune.experiment import Trial
+
+    try:
+        return Trial.from_json_state(entry[0], stub=True).storage.trial_dir_name
+    except Exception:   # an entry of an older or cut state: left out
+        return None
+
+
+def merge_experiment_states(storage: st.Storage, name: str) -> int:
+    """Make the newest ``experiment_state-*.json`` of experiment ``name`` list every trial folder any
+    readable state file lists, each once: the newest file's view of a folder wins (a resumed trial's entry
+    replaces the interrupted run's). Unreadable (cut) files are skipped. Returns the trials listed."""
+    files = _states(storage, name)
+    entries: dict = {}
+    newest = None
+    for file in files:
+        try:
+            with storage.fs.open_input_stream(storage.path(name, file)) as f:
+                state = json.loads(f.read().decode())
+        except (OSError, ValueError):
+            continue
+        newest = (file, state)
+        for entry in state.get("trial_data", []):
+            folder = _folder_of(entry)
+            if folder is not None:
+                entries.pop(folder, None)
+                entries[folder] = entry
+    if newest is None:
+        return 0
+    file, state = newest
+    if file != files[-1] or len(state.get("trial_data", [])) != len(entries):   # (the newest may be cut)
+        state["trial_data"] = list(entries.values())
+        _write_atomic(storage, storage.path(name, files[-1]), json.dumps(state, indent=2).encode())
+    return len(entries)
+
+
+def _write_atomic(storage: st.Storage, path: str, data: bytes) -> None:
+    """Write ``path`` whole (a temporary file renamed over it on a filesystem; one PUT on an object store)."""
+    if not storage.is_local:
+        with storage.fs.open_output_stream(path) as f:
+            f.write(data)
+        return
+    tmp = f"{path}.tmp"
+    with storage.fs.open_output_stream(tmp) as f:
+        f.write(data)
+    storage.fs.move(tmp, path)

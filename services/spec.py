@@ -5,28 +5,45 @@ Tune's ``param_space`` (grid) or searcher (Optuna) hands each trial a *flat* dic
     {"loss": "gce", "lr": 0.1, "seed": 0, "logit_bias": 0.0, "q": 0.7}
 
 (``HP_KEYS`` plus the loss's own parameters, e.g. ``q``, ``a``, ``alpha``, ``beta``, ``gamma``, ``A``,
-``t1``, ``t2``). Everything else a trial needs — dataset, noise, model, epochs, batch size, bias schedule,
-validation split (``fixed``: TrainConfig fields) and Ray resources — is the same for the whole experiment
-and reaches the trial through ``tune.with_parameters`` as a ``Fixed``. The trial rebuilds its spec with
-``TrialSpec.from_hparams(fixed, config)``. Grid, sampled (optuna, random) and analytic trials all have this one shape.
+``t1``, ``t2``), all decided by ``services.resolve``. Everything else a trial needs — dataset, noise, model,
+epochs, batch size, bias schedule, validation split (``fixed``: the other TrainConfig fields, never one the
+hyperparameters set, ``HP_FIELDS``) and Ray resources — is the same for the whole experiment and reaches the
+trial through ``tune.with_parameters`` as a ``Fixed``. The trial trains ``TrainConfig(**fixed.train, **config)``
+(the loss's parameters grouped as ``loss_params``: :meth:`TrialSpec.train_config`), as Ray's Tune examples
+build a model from ``config``. Grid, sampled (optuna, random) and analytic trials all have this one shape.
+
+A learning rate's path from ``--lrs`` to the optimizer, hop by hop (6):
+
+1. ``sweeps/run.py --lrs 0.03,0.1`` → ``SweepRequest.lrs`` (typed by ``rules.coerce``; the grid file's lrs,
+   checked by the same rule, where no ``--lrs`` is given: ``resolve.sweep_lrs``);
+2. ``resolve.resolve(req, loss, fixed.train)`` → ``Setting.lrs`` (``resolve.learning_rates``: ``--lr``, the
+   searched lrs or the preset);
+3. ``Setting.hparams`` / ``resolve.grid_hparams`` → each trial's flat dict ``{"lr": 0.1, ...}``, which
+   ``services.search`` hands Tune as the trial's config;
+4. Tune → ``trainer.run_trial(config, fixed)``: ``config["lr"]``;
+5. ``TrainConfig(**fixed.train, **config)`` → ``cfg.lr``;
+6. ``engine.train(cfg)`` → ``torch.optim.SGD(lr=cfg.lr)`` (each epoch's rate ``lr_at(cfg.lr, cfg.lr_schedule)``).
 
 A trial's identity is ``TrialSpec.key``: a hash of everything that decides what it computes — its
-hyperparameters and the TrainConfig fields (``Fixed.train``), which together are exactly the dict
+hyperparameters and the fixed TrainConfig fields (``Fixed.train``), which together are exactly the config
 ``engine.train`` runs (``train_config``) — stable across runs and processes; resume
 (``services.salvage``) matches checkpoints to trials by it. A trial that trains differently (a pilot's
 shorter ``epochs``) has its own ``Fixed.train``, so its own key. What does not change the computation is
 record, not identity: the role ("main" or "pilot"), the resources and checkpoint policy, the experiment
-name, and the per-trial ``extras`` (where to resume from, a test's fault injection).
+name, and the per-trial ``extras`` (where to resume from, a test's fault injection). Experiments stored
+before ``Fixed.train`` lost the hyperparameters' fields keep their keys (:func:`keyed_train`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 
 HP_KEYS = ("loss", "lr", "seed", "logit_bias")   # hyperparameters every trial has; others are loss parameters
+HP_FIELDS = HP_KEYS + ("loss_params",)            # the TrainConfig fields a trial's hyperparameters set
 
 
 @dataclass(frozen=True)
@@ -91,7 +108,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class Fixed:
-    """What every trial of one sweep shares: TrainConfig fields (``train``), resources and the trials' role."""
+    """What every trial of one sweep shares: TrainConfig fields (``train``, none of ``HP_FIELDS``), resources
+    and the trials' role."""
 
     train: dict
     resources: Resources = Resources()
@@ -103,7 +121,9 @@ class Fixed:
 
 
 EXTRA_KEYS = ("fault_injection", "resume_from")
-SPEC_FORMAT = 2   # spec.json's format: a pilot's epochs are part of Fixed.train (and so of the key)
+# spec.json's format: a pilot's epochs are part of Fixed.train (and so of the key). Its ``train`` has since lost
+# the hyperparameters' fields, with the same keys (keyed_train), so the format stays.
+SPEC_FORMAT = 2
 
 
 def split_hparams(hp: dict) -> tuple[dict, dict]:
@@ -132,9 +152,13 @@ class TrialSpec:
 
     @classmethod
     def from_hparams(cls, fixed: Fixed, hp: dict) -> "TrialSpec":
+        clash = sorted(set(HP_FIELDS) & set(fixed.train))
+        if clash:   # one source for what a trial trains with: its config (services.resolve)
+            raise ValueError(f"Fixed.train holds the hyperparameter field(s) {', '.join(clash)}: they belong in the "
+                             "trial's config")
         hp = {k: _plain(v) for k, v in hp.items()}
-        hp.setdefault("seed", int(fixed.train.get("seed", 0)))
-        hp.setdefault("logit_bias", float(fixed.train.get("logit_bias", 0.0)))
+        hp.setdefault("seed", 0)
+        hp.setdefault("logit_bias", 0.0)
         hp["seed"], hp["logit_bias"], hp["lr"] = int(hp["seed"]), float(hp["logit_bias"]), float(hp["lr"])
         spec = cls(hparams=hp, fixed=fixed, role=fixed.role)
         extra = fixed.extras.get(spec.key, {})
@@ -161,7 +185,9 @@ class TrialSpec:
         return self.fixed.resources.num_workers
 
     def train_config(self) -> dict:
-        """The TrainConfig dict ``robustloss_core.engine.train`` runs."""
+        """The TrainConfig dict ``robustloss_core.engine.train`` runs: ``{**fixed.train, **hparams}``, the loss's
+        own parameters grouped as ``loss_params`` (a spec stored before held base values of the hyperparameters'
+        fields in ``train``: the hyperparameters win)."""
         main, params = split_hparams(self.hparams)
         return {**self.fixed.train, **main, "loss_params": params}
 
@@ -177,10 +203,10 @@ class TrialSpec:
         return f"{self.dirname()}_{self.key}"
 
     def dirname(self, varied: list[str] | None = None) -> str:
-        """Readable folder stem: loss, the loss's own parameters (or just the ``varied`` ones), ε, lr, seed."""
+        """Readable folder stem: loss, each of the loss's own parameters (an analytic trial's computed q too:
+        ``gce_q0.261_lr0.1_s0``), ε (where not 0, or where it is among the ``varied``), lr, seed."""
         _, params = split_hparams(self.hparams)
-        names = sorted(params) if varied is None else [k for k in sorted(params) if k in varied]
-        parts = [self.loss] + [f"{k}{_short(params[k])}" for k in names]
+        parts = [self.loss] + [f"{k}{_short(params[k])}" for k in sorted(params)]
         if self.hparams.get("logit_bias") or (varied and "logit_bias" in varied):
             parts.append(f"eps{_short(self.hparams['logit_bias'])}")
         parts += [f"lr{_short(self.hparams['lr'])}", f"s{self.hparams['seed']}"]
@@ -202,9 +228,39 @@ class TrialSpec:
 
 
 def spec_key(hparams: dict, train: dict) -> str:
-    """The 12-hex-digit identity of a trial training ``train`` (TrainConfig fields) with ``hparams``."""
-    text = json.dumps({"hp": hparams, "train": train}, sort_keys=True, default=str)
+    """The 12-hex-digit identity of a trial training ``train`` (fixed TrainConfig fields) with ``hparams``."""
+    text = json.dumps({"hp": hparams, "train": keyed_train(train)}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+# What Fixed.train held for the hyperparameters' fields before it lost them (and the trial's own values
+# replaced): TrainConfig's defaults of then, and the preset lr (:func:`_stored_lr`).
+STORED_BASE = {"loss": "ce", "loss_params": {}, "logit_bias": 0.0, "seed": 0}
+
+
+def keyed_train(train: dict) -> dict:
+    """``train`` as the key hashes it: the key's formula is the one experiments were stored with, when
+    ``Fixed.train`` still held every TrainConfig field, the hyperparameters' at base values (``STORED_BASE``,
+    the preset lr). Those values are put back here, for the hash only — nothing trains with them — so a stored
+    experiment's keys (in its checkpoints, summary and stopped list) still name its trials on ``--resume``.
+    A spec stored then (its ``train`` has the fields) is hashed as it is."""
+    if all(k in train for k in HP_FIELDS):
+        return train
+    out = {**STORED_BASE, **train}
+    out.setdefault("lr", _stored_lr(train.get("dataset", "synthetic"), train.get("model")))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_lr(dataset, model) -> float | None:
+    """The preset lr ``Fixed.train`` held (``resolve.preset_lr``); None where no preset applies (a config that
+    cannot train: still a distinct key)."""
+    from services.resolve import preset_lr
+
+    try:
+        return preset_lr({"dataset": dataset, "model": model})
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _short(v) -> str:

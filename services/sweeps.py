@@ -24,7 +24,6 @@ The folder is the single source of truth: Tune's files, ``robustloss.json`` (wha
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import time
@@ -33,9 +32,10 @@ from dataclasses import dataclass, field
 from services import _private_api as private
 from services import search as search_mod
 from services import checkpoint as ckpt
-from services import progress, timeline
+from services import progress, salvage, timeline
 from services import storage as st
 from services.request import RequestError
+from services.resolve import calibrate_losses, grid_hparams  # noqa: F401 (re-exported)
 from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv  # noqa: F401 (re-exported)
 from services.spec import Fixed, Resources, TrialSpec
 from services.trainer import run_trial
@@ -46,43 +46,6 @@ __all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "calibrate_loss
 
 class ExperimentExistsError(RequestError):
     """An experiment name already used in the storage, without ``--resume``."""
-
-
-# ----------------------------------------------------------------------------- trial lists
-def grid_hparams(losses: list[str], grids: dict, lrs: list[float], seeds: int, logit_bias: float = 0.0) -> list[dict]:
-    """Per loss: its parameter grid (``grids[loss]``: lists per parameter; the key ``logit_bias`` is the
-    training-time bias, not a loss parameter) × learning rates × seeds, as flat hyperparameter dicts."""
-    out = []
-    for loss in losses:
-        grid = dict(grids.get(loss) or {})
-        biases = grid.pop("logit_bias", [logit_bias])
-        names = sorted(grid)
-        for values in itertools.product(*(grid[n] for n in names)):
-            for bias, lr, seed in itertools.product(biases, lrs, range(seeds)):
-                out.append({"loss": loss, "lr": float(lr), "seed": seed, "logit_bias": float(bias),
-                            **dict(zip(names, values))})
-    return out
-
-
-def calibrate_losses(losses: list[str], num_classes: int, dataset: str, c: float | None = None,
-                     reference_classes: int | None = None, sigma: float = 1.0) -> dict:
-    """The analytic step: ε (Eq. 4) for MAE*, calibrated hyperparameters (Sec. 3.3) for the others,
-    from the reference setting at ``reference_classes`` (None: each recipe's own reference).
-    Returns ``{loss: {"params", "logit_bias", "target", "achieved", "residual", "seconds", ...}}``."""
-    from robustloss_core import theory
-
-    out = {}
-    for loss in losses:
-        t0 = time.perf_counter()
-        cal = theory.default_calibration(loss, num_classes, dataset=dataset, reference_classes=reference_classes,
-                                         sigma=sigma, **({"c": c} if c is not None else {}))
-        seconds = time.perf_counter() - t0
-        row = cal.to_dict() if hasattr(cal, "to_dict") else dict(cal)
-        params = dict(row.get("params") or {})
-        bias = float(params.pop("logit_bias", 0.0))
-        row.update(params=params, logit_bias=bias, seconds=seconds, loss=loss)
-        out[loss] = row
-    return out
 
 
 # ----------------------------------------------------------------------------- results
@@ -148,11 +111,28 @@ def _trial_clock():
 
 
 def _trial_dirname_creator(varied: list[str], fixed: Fixed):
-    """Names a trial's folder, and its row in Tune's table, by its hyperparameters (not ``run_trial_<id>``)."""
+    """Names a trial's row in Tune's table by its hyperparameters (not ``run_trial_<id>``)."""
 
     def name(trial) -> str:
         """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<trial id>``."""
         return f"{TrialSpec.from_hparams(fixed, trial.config).dirname(varied)}_{trial.trial_id}"
+
+    return name
+
+
+def _trial_folder_creator(varied: list[str], fixed: Fixed):
+    """Names a trial's folder by its hyperparameters and its spec key, which a resumed run gives the same
+    trial again (Tune's trial id is new each run): the trial continues in its folder (``services.salvage``).
+    A second trial of the same key in one run (a searcher's repeated sample) gets its trial id as well."""
+    used: dict[str, str] = {}
+
+    def name(trial) -> str:
+        """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<key[:8]>``."""
+        spec = TrialSpec.from_hparams(fixed, trial.config)
+        folder = f"{spec.dirname(varied)}_{spec.key[:8]}"
+        if used.setdefault(folder, trial.trial_id) != trial.trial_id:
+            folder = f"{folder}_{trial.trial_id}"
+        return folder
 
     return name
 
@@ -216,6 +196,14 @@ def run_sweep(storage: st.Storage, name: str, fixed: Fixed, hparams: list[dict],
     return SweepResult(name=name, rows=rows, wall_seconds=wall, location=storage.display(name))
 
 
+def _merge_states(storage: st.Storage, name: str) -> None:
+    """Tune's newest experiment state lists every trial of the experiment (``salvage.merge_experiment_states``)."""
+    try:
+        salvage.merge_experiment_states(storage, name)
+    except Exception as exc:   # a view for ExperimentAnalysis: never fails the sweep
+        print(f"warning: could not merge Tune's experiment states of {storage.display(name)}: {exc}")
+
+
 class _InterruptNote(logging.Filter):
     """Sees Tune's "Experiment has been interrupted" warning (Tune handles SIGINT itself and returns from
     ``fit``) and drops it: its advice, ``Tuner.restore(...)``, is not how a robustloss sweep resumes."""
@@ -239,13 +227,31 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
     class RobustlossTrial(base):
         def setup(self, config):
             self._name = TrialSpec.from_hparams(fixed, config).dirname(varied)
+            _continue_numbering(self._storage)
             super().setup(config)
 
         def reset_config(self, new_config):   # a reused actor (TuneConfig(reuse_actors=True)) takes its next trial
             self._name = TrialSpec.from_hparams(fixed, new_config).dirname(varied)
+            _continue_numbering(self._storage)
             return super().reset_config(new_config)
 
+        def step(self):
+            """Tune's ``training_iteration`` is the trial's epoch: a trial resumed in its folder goes on counting
+            where it stopped (TensorBoard's steps, ASHA's rungs), not from 1 (``Trainable.train`` keeps it)."""
+            result = super().step()
+            if result.get("epoch") is not None:
+                result["training_iteration"] = int(result["epoch"])
+            return result
+
     return RobustlossTrial
+
+
+def _continue_numbering(storage) -> None:
+    """A trial resumed in its folder numbers its next checkpoint after the ones there (``StorageContext``
+    increments ``current_checkpoint_index`` before each checkpoint; -1 in a new trial)."""
+    if storage is not None:
+        found = salvage.next_checkpoint_index(storage.storage_filesystem, storage.trial_fs_path)
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, found)
 
 
 def _tune_config(sweep: search_mod.Sweep, strategy, todo: int, varied: list[str]):
@@ -258,7 +264,7 @@ def _tune_config(sweep: search_mod.Sweep, strategy, todo: int, varied: list[str]
               if strategy.samples or sweep.scheduler.uses_metric else {})
     return tune.TuneConfig(**strategy.tune_config(sweep, todo), **metric, scheduler=sweep.scheduler.tune(sweep.epochs),
                            max_concurrent_trials=fixed.resources.concurrency(cluster_capacity()),
-                           trial_dirname_creator=_trial_dirname_creator(varied, fixed),
+                           trial_dirname_creator=_trial_folder_creator(varied, fixed),
                            trial_name_creator=_trial_dirname_creator(varied, fixed))
 
 
@@ -269,7 +275,7 @@ def _fit(sweep: search_mod.Sweep, strategy, todo: int, *, varied, verbose, callb
     trainable = tune.with_resources(_named_trainable(fixed, storage, varied), fixed.resources.trial_resources())
     tune_config = _tune_config(sweep, strategy, todo, varied)
     clock = _trial_clock()
-    extra = [clock, ckpt.pruner(storage, fixed.resources.keep_checkpoints), *progress.callbacks()]
+    extra = [clock, salvage.in_place(), ckpt.pruner(storage, fixed.resources.keep_checkpoints), *progress.callbacks()]
     if sweep.scheduler.uses_metric:
         extra.append(search_mod.stop_recorder(storage, name, sweep.epochs,
                                               lambda config: TrialSpec.from_hparams(fixed, config).key))
@@ -290,6 +296,7 @@ def _fit(sweep: search_mod.Sweep, strategy, todo: int, *, varied, verbose, callb
     finally:
         tune_logger.removeFilter(interrupted)
         timeline.mark("fit_end")
+        _merge_states(storage, name)
     if interrupted.seen:   # Tune took the Ctrl-C, saved its state and returned: stop here (app prints --resume)
         raise KeyboardInterrupt
     rows = []

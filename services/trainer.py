@@ -2,7 +2,8 @@
 
 Every trial is a ``services.spec.TrialSpec``: Tune passes its flat hyperparameters as the trial's
 ``config`` (``{"loss": "gce", "lr": 0.1, "seed": 0, "logit_bias": 0.0, "q": 0.7}``) and the fixed
-settings as ``fixed`` (``tune.with_parameters``); ``run_trial`` rebuilds the spec from the two.
+settings as ``fixed`` (``tune.with_parameters``); ``run_trial`` rebuilds the spec from the two (its key,
+checkpoints and accounting) and trains ``TrainConfig(**fixed.train, **config)`` (``TrialSpec.train_config``).
 
 Two ways a trial runs (``run_trial`` picks per spec):
 
@@ -122,9 +123,9 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
     # one intra-op thread per reserved CPU: oversubscribed threads slow small models down many-fold
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
-    config = spec.train_config()
+    cfg = TrainConfig.from_dict(spec.train_config())   # TrainConfig(**fixed.train, **config): what the trial trains
     if device is not None:
-        config["device"] = device
+        cfg.device = device
     resume = ckpt.restore(checkpoint)
     prior = float(resume.get("robustloss_elapsed", 0.0)) if resume else 0.0
     started = started if (resume is None and started) else time.time()
@@ -138,7 +139,7 @@ def _run_engine(spec: TrialSpec, *, report, make_checkpoint, checkpoint, is_rank
         on_epoch(metrics, get_state)
 
     try:
-        return engine.train(TrainConfig.from_dict(config), on_epoch=tracking, resume_state=resume)
+        return engine.train(cfg, on_epoch=tracking, resume_state=resume)
     except engine.NonFiniteLossError as exc:
         if is_rank0:
             _record_nonfinite(exc, spec, report, make_checkpoint, last)
@@ -218,7 +219,8 @@ def build_torch_trainer(spec: TrialSpec, *, storage, folder: str, name: str, cal
 
 
 def run_trial(config: dict, fixed: Fixed, storage=None) -> None:
-    """Tune function trainable: ``config`` is the trial's flat hyperparameters, ``fixed`` the rest."""
+    """Tune function trainable: ``config`` is the trial's flat hyperparameters, ``fixed`` the rest; it trains
+    ``TrainConfig(**fixed.train, **config)`` (``_run_engine``)."""
     from ray import tune
 
     spec = TrialSpec.from_hparams(fixed, config)

@@ -23,10 +23,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml
 
 from services.options import BY_NAME, OPTIONS, SPELLINGS
-from services.request import RequestError, SweepRequest, check_value, coerce, unknown_names
+from services.request import RequestError, SweepRequest, check_value, coerce, read_yaml, unknown_names
 
 CLIError = RequestError   # bad command-line or config-file input: one line, exit status 2
 REPO = Path(__file__).resolve().parent.parent
@@ -95,15 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: str, parser: argparse.ArgumentParser, setting: str | None = None, row: str | None = None) -> dict:
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise CLIError(f"--config {path!r}: file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise CLIError(f"--config {path!r}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = read_yaml(path, "--config") or {}
     if not isinstance(data, dict):
         raise CLIError(f"--config {path!r}: expected a mapping of flag: value, got {type(data).__name__}")
     if "base" in data and "settings" in data:  # a paper table: its base flags + one setting's overrides

@@ -68,14 +68,14 @@ def test_bias_schedule_flag_reaches_every_biased_trial():
     """--bias-schedule weaning: every grid trial with ε > 0 trains on the ladder from its own ε;
     auto: the ladder only for analytic mode on webvision; dynamic: the per-epoch rule with --bias-c."""
     from robustloss_core.config import TrainConfig
-    from services import sweeps
+    from services import resolve
     from services.spec import Fixed, TrialSpec
     from sweeps.run import parse_args
 
     req = parse_args(["--mode", "grid", "--losses", "mae", "--classes", "20", "--bias-schedule", "weaning",
                       "--grid-file", "sweeps/configs/paper/grids/webvision-mae-star.yaml", "--epochs", "3"])
     fixed = Fixed(train=req.base_train(), resources=req.resources())
-    hps = sweeps.grid_hparams(req.losses, {"mae": {"logit_bias": [0.0, 6.0]}}, [0.1], 1)
+    hps = resolve.grid_hparams(req.losses, {"mae": {"logit_bias": [0.0, 6.0]}}, [0.1], 1)
     ladders = [TrainConfig.from_dict(TrialSpec.from_hparams(fixed, hp).train_config()).resolved().logit_bias_schedule
                for hp in hps]
     assert ladders[0] is None

@@ -9,7 +9,7 @@ import pytest
 
 from services import checkpoint as ckpt
 from services import salvage
-from services.spec import Fixed, Resources, TrialSpec
+from services.spec import HP_FIELDS, STORED_BASE, Fixed, Resources, TrialSpec
 from services.storage import resolve_storage
 from services.trainer import _run_engine
 from sweeps.run import parse_args
@@ -65,6 +65,60 @@ def test_random_specs_share_a_key_only_when_they_compute_the_same():
         what = json.dumps(spec.train_config(), sort_keys=True)
         assert seen.setdefault(spec.key, what) == what
     assert len(seen) > 100
+
+
+# Trials of real requests with the keys (and Fixed.train's preset lr) the code stored them with while
+# Fixed.train still held every TrainConfig field, the hyperparameters' at base values.
+STORED = [
+    (["--mode", "grid", "--losses", "gce", "--classes", "10", "--epochs", "2"],
+     {"loss": "gce", "lr": 0.1, "seed": 0, "logit_bias": 0.0, "q": 0.7}, "5f7353113c47", 0.01),
+    (["--mode", "analytic", "--losses", "mae", "--dataset", "fashionmnist", "--model", "mlp1024", "--epochs", "3"],
+     {"loss": "mae", "lr": 0.01, "seed": 1, "logit_bias": 2.5}, "7f29e6374398", 0.001),
+    (["--mode", "grid", "--losses", "mae", "--classes", "20", "--bias-schedule", "weaning", "--epochs", "3"],
+     {"loss": "mae", "lr": 0.3, "seed": 0, "logit_bias": 6.0}, "598be9c3d7d6", 0.01),
+]
+
+
+@pytest.mark.parametrize("argv,hp,key,preset_lr", STORED)
+def test_stored_trials_keep_their_keys(argv, hp, key, preset_lr):
+    """Fixed.train holds no hyperparameter field now (a preset lr no longer rides along to be overwritten), yet
+    a trial's key is the one stored before: from today's spec, and from the spec.json stored then (its train
+    with those fields), which trains the same config."""
+    train = parse_args(argv).base_train()
+    assert not set(HP_FIELDS) & set(train)
+    spec = TrialSpec.from_hparams(Fixed(train=train), hp)
+    assert spec.key == key
+    old = TrialSpec.from_dict({**spec.to_dict(), "train": {**train, **STORED_BASE, "lr": preset_lr}})
+    assert old.key == key and old.train_config() == spec.train_config() and spec.train_config()["lr"] == hp["lr"]
+    with pytest.raises(ValueError, match="lr"):   # the fixed settings cannot carry a learning rate again
+        TrialSpec.from_hparams(Fixed(train={**train, "lr": preset_lr}), hp)
+
+
+def test_a_trial_stored_before_is_kept_on_resume(tmp_path):
+    """A finished trial whose spec.json was written while Fixed.train held the hyperparameters' fields: today's
+    spec of that trial (from the same request) finds it finished, so a resume does not train it again."""
+    from robustloss_core.engine import STATE_FORMAT
+
+    argv, hp, key, preset_lr = STORED[0]
+    train = parse_args(argv).base_train()
+    spec = TrialSpec.from_hparams(Fixed(train=train, experiment="old"), hp)
+    folder = tmp_path / "old" / "gce_q0.7_lr0.1_s0_0000" / "checkpoint_000000"
+    folder.mkdir(parents=True)
+    state = {"format": STATE_FORMAT, "epoch": 2, "config": spec.train_config(), "metrics": {"epoch": 2, "test_top1": 50.0}}
+    ckpt.write(str(folder), spec, state=state)
+    stored = {**spec.to_dict(), "train": {**train, **STORED_BASE, "lr": preset_lr}, "key": key}
+    (folder / ckpt.SPEC_FILE).write_text(json.dumps(stored))
+    rows, todo, _ = salvage.plan(resolve_storage(tmp_path), "old", [spec])
+    assert todo == [] and [r["key"] for r in rows] == [key] and rows[0]["test_top1"] == 50.0
+
+
+def test_folder_names_carry_every_loss_parameter():
+    """An analytic trial's folder shows what it computed (q, ε) even where nothing varies."""
+    train = {"dataset": "synthetic", "epochs": 2}
+    gce = TrialSpec.from_hparams(Fixed(train=train), {"loss": "gce", "lr": 0.1, "seed": 0, "q": 0.2610620567729481})
+    mae = TrialSpec.from_hparams(Fixed(train=train), {"loss": "mae", "lr": 0.1, "seed": 0, "logit_bias": 6.091})
+    assert gce.dirname([]) == "gce_q0.261_lr0.1_s0" and mae.dirname([]) == "mae_eps6.09_lr0.1_s0"
+    assert mae.dirname(["logit_bias"]).startswith("mae_eps") and gce.dirname(["logit_bias"]) == "gce_q0.261_eps0_lr0.1_s0"
 
 
 FIXED = Fixed(train={"dataset": "synthetic", "epochs": 3, "batch_size": 8, "val_fraction": 0.0,

@@ -122,9 +122,15 @@ def test_all_modes_end_to_end(tmp_path, other_ray):
     assert all(r["epochs"] == 2 for r in analytic["runs"])
     cal = json.loads((store / "e2e-analytic" / "calibration.json").read_text())["losses"]
     assert cal["mae"]["logit_bias"] > 0 and cal["gce"]["params"]["q"] > 0
+    # the analytic trials' folders carry what was computed (q, ε), though nothing varies there
+    names = [d.name for d in trial_dirs(store / "e2e-analytic")]
+    assert sum(n.startswith(f"gce_q{cal['gce']['params']['q']:.3g}_") and "_lr0.1_s" in n for n in names) == 2, names
+    assert sum(n.startswith(f"mae_eps{cal['mae']['logit_bias']:.3g}_lr0.1_s") for n in names) == 2, names
     assert (store / "e2e-analytic" / "error_curves.png").stat().st_size > 0
     for ext in ("md", "csv", "png", "json"):
         assert (store / "e2e-compare" / f"compare.{ext}").stat().st_size > 0
+    report = (store / "e2e-compare" / "compare.md").read_text()   # the analytic rows by their computed form
+    assert all(f"| {label} | analytic |" in report for label in ("MAE*", "GCE+")), report
     payload = json.loads(out.read_text())
     rows = payload["rows"]
     assert len(rows) == 4 and {r["mode"] for r in rows} == {"grid", "analytic"}

@@ -44,12 +44,16 @@ def test_train_logit_bias_auto_uses_sigma(tmp_path, monkeypatch):
 def test_learning_rate_rule_per_mode():
     """--lr in train mode and under the shared protocol; the searched lrs in a sweep; else (train mode) the
     paper's MLP1024 rate (mae* when ε > 0) or the dataset's training setup."""
-    base = {"model": "mlp1024", "lr": 0.02}
+    base = {"dataset": "synthetic", "model": "mlp1024"}   # Fixed.train: no lr of its own
+    setup_lr = presets.training_setup("synthetic", model="mlp1024")["optimizer"]["lr"]
     train = parse_args(["--mode", "train", "--losses", "mae", "--dataset", "synthetic"])
-    assert resolve.learning_rates(train, "mae", False, base) == (0.02,)          # synthetic: no MLP rate, the setup's
+    assert "lr" not in train.base_train() and resolve.preset_lr(train.base_train()) == setup_lr
+    assert resolve.learning_rates(train, "mae", False, base) == (setup_lr,)      # synthetic: no MLP rate, the setup's
     fm = train.replace(dataset="fashionmnist")
+    base = {"dataset": "fashionmnist", "model": "mlp1024"}
     assert resolve.learning_rates(fm, "mae", True, base) == (presets.MLP_LR["fashionmnist"]["lrs"]["mae*"],)
-    assert resolve.learning_rates(fm, "gce", False, {**base, "model": "resnet32"}) == (0.02,)
+    resnet_lr = presets.training_setup("fashionmnist", model="resnet32")["optimizer"]["lr"]
+    assert resolve.learning_rates(fm, "gce", False, {**base, "model": "resnet32"}) == (resnet_lr,)
     assert resolve.learning_rates(train.replace(lr=0.2), "mae", True, base) == (0.2,)
     searched = parse_args(["--mode", "analytic", "--losses", "gce", "--lrs", "0.03,0.1,0.3"])
     assert resolve.learning_rates(searched, "gce", False, base) == (0.03, 0.1, 0.3)

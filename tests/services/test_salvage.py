@@ -163,3 +163,49 @@ def test_optuna_trials_checkpoint_at_ashas_own_rungs(epochs):
     milestones = sorted(m for m, _ in asha._brackets[0]._rungs if m < epochs)
     assert list(SCHEDULERS["asha"].rungs(epochs)) == milestones
     assert SCHEDULERS["none"].rungs(epochs) == () and SCHEDULERS["none"].tune(epochs) is None
+
+
+def _state(store, folders: list[str]) -> str:
+    """An ``experiment_state`` file's text listing a stub Tune trial per folder (as Tune 2.60 writes it)."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import PlacementGroupFactory
+    from ray.tune.experiment import Trial
+
+    data = []
+    for i, folder in enumerate(folders):
+        storage = StorageContext(str(store), experiment_dir_name="kr", trial_dir_name=folder)
+        trial = Trial("run_trial", config={"lr": i}, trial_id=f"{folder}-id", stub=True, storage=storage)
+        trial.placement_group_factory = PlacementGroupFactory([{"CPU": 1}])   # what Tune sets when it runs one
+        data.append(list(trial.get_json_state()))
+    return json.dumps({"trial_data": data, "runner_data": {}, "stats": {}, "timestamp": 0.0})
+
+
+def test_newest_experiment_state_lists_every_trial_once(tmp_path):
+    """Each resume's Tune run writes its own experiment_state-<start>.json, listing only its trials; the
+    merge makes the newest one list every trial folder once (the newest view wins), skipping a cut file."""
+    from ray.tune.experiment import Trial
+
+    store = tmp_path / "store"
+    exp = store / "kr"
+    exp.mkdir(parents=True)
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(_state(store, ["a", "b"]))
+    (exp / "experiment_state-2026-01-01_00-01-00.json").write_text(_state(store, ["c"])[:50])   # a kill cut it
+    (exp / "experiment_state-2026-01-01_00-02-00.json").write_text(_state(store, ["b", "d"]))
+    assert salvage.merge_experiment_states(resolve_storage(store), "kr") == 3
+    newest = json.loads((exp / "experiment_state-2026-01-01_00-02-00.json").read_text())
+    folders = [Trial.from_json_state(e[0], stub=True).storage.trial_dir_name for e in newest["trial_data"]]
+    assert sorted(folders) == ["a", "b", "d"] and len(folders) == 3   # c's only state is cut: not listed
+    assert (exp / "experiment_state-2026-01-01_00-01-00.json").read_text() == _state(store, ["c"])[:50]
+    (exp / "experiment_state-2026-01-01_00-03-00.json").write_text(_state(store, ["a"])[:50])   # the newest cut
+    assert salvage.merge_experiment_states(resolve_storage(store), "kr") == 3
+    assert len(json.loads((exp / "experiment_state-2026-01-01_00-03-00.json").read_text())["trial_data"]) == 3
+
+
+def test_resumed_trial_numbers_checkpoints_after_its_own(tmp_path):
+    from pyarrow import fs as pafs
+
+    d = tmp_path / "t"
+    assert salvage.next_checkpoint_index(pafs.LocalFileSystem(), str(d)) == -1
+    for n in ("checkpoint_000000", "checkpoint_000003", "checkpoint_tmp", "other"):
+        (d / n).mkdir(parents=True)
+    assert salvage.next_checkpoint_index(pafs.LocalFileSystem(), str(d)) == 3
