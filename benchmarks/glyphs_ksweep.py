@@ -96,8 +96,10 @@ def markdown(res: dict) -> str:
             cells = []
             for label in gr.LABELS:
                 r = by.get((label, K, rate))
-                cells.append("–" if r is None else f"{r['top1_mean']:.1f} ± {r['top1_sem']:.1f}"
-                             + ("" if r["complete"] else f" ({len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)})"))
+                n = 0 if r is None else len(r["seeds"])
+                sem = "" if r is None or r["top1_sem"] != r["top1_sem"] else f" ± {r['top1_sem']:.1f}"
+                cells.append("–" if r is None else f"{r['top1_mean']:.1f}{sem}"
+                             + ("" if r["complete"] else f" ({n} seed{'s' * (n > 1)})"))
             lines.append(f"| {K} | {rate:.0%} | {100 / K:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "Learning rates (pilot pick, K = 10 uses K = 100's): " + "; ".join(
         f"{label}: " + ", ".join(f"K={K} {gr.pilot_pick(label, K)}" for K in gr.PILOT_KS) for label in gr.LABELS), "",

@@ -40,17 +40,31 @@ def train_config(quick: bool) -> dict:
                 loss="ce", lr=0.03, epochs=epochs, seed=0, device="cpu")
 
 
-def ray_loop(spec: dict) -> None:
-    """services.trainer's worker loop, plus rank 0 writing the engine history to spec['_history_file']."""
+def trial_spec(cfg: dict, workers: int):
+    """The ``TrialSpec`` of ``cfg`` (its hyperparameters apart from the fixed TrainConfig fields) on ``workers``
+    workers of 1 CPU, checkpointing every epoch."""
+    from services.spec import HP_KEYS, Fixed, Resources, TrialSpec
+
+    resources = Resources(num_workers=workers, use_gpu=False, gpus_per_worker=0.0, cpus_per_worker=1, max_failures=0,
+                          checkpoint_every=1)
+    fixed = Fixed(train={k: v for k, v in cfg.items() if k not in HP_KEYS}, resources=resources)
+    return TrialSpec.from_hparams(fixed, {k: v for k, v in cfg.items() if k in HP_KEYS})
+
+
+def ray_loop(config: dict) -> None:
+    """services.trainer's worker loop on ``config["spec"]`` (a TrialSpec's dict), plus rank 0 writing the
+    engine history to ``config["history_file"]``."""
     import ray.train
 
     from services import trainer
+    from services.spec import TrialSpec
 
     rank0 = ray.train.get_context().get_world_rank() == 0
-    res = trainer._run_engine(spec, report=ray.train.report, make_checkpoint=ray.train.Checkpoint.from_directory,
+    res = trainer._run_engine(TrialSpec.from_dict(config["spec"]), report=ray.train.report,
+                              make_checkpoint=ray.train.Checkpoint.from_directory,
                               checkpoint=ray.train.get_checkpoint(), is_rank0=rank0, device="cpu")
     if rank0:
-        with open(spec["_history_file"], "w") as f:
+        with open(config["history_file"], "w") as f:
             json.dump(res["history"], f)
 
 
@@ -72,10 +86,9 @@ def run_ray(cfg: dict, workers: int, store: str, tag: str) -> dict:
     from ray.train.torch import TorchTrainer
 
     hist_file = os.path.join(store, f"{tag}-history.json")
-    spec = {"train": dict(cfg), "num_workers": workers, "use_gpu": False, "gpus_per_worker": 0.0,
-            "cpus_per_worker": 1, "max_failures": 0, "label": {}, "_history_file": hist_file}
+    config = {"spec": trial_spec(cfg, workers).to_dict(), "history_file": hist_file}
     trainer = TorchTrainer(
-        ray_loop, train_loop_config=spec,
+        ray_loop, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
         run_config=ray.train.RunConfig(name=tag, storage_path=store,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)))
@@ -87,6 +100,22 @@ def run_ray(cfg: dict, workers: int, store: str, tag: str) -> dict:
     with open(hist_file) as f:
         hist = json.load(f)
     return {"wall": wall, "epoch_times": [h["epoch_time"] for h in hist], "top1": hist[-1]["test_top1"]}
+
+
+def summarise(runs: dict) -> dict:
+    """Per variant: median epoch time (epochs >= 2), first epoch, wall, start-up; ratio vs engine-1t."""
+    summary = {}
+    for v, rs in runs.items():
+        steady = [x for r in rs for x in r["epoch_times"][1:]] or [x for r in rs for x in r["epoch_times"]]
+        first = [r["epoch_times"][0] for r in rs]
+        startup = [r["wall"] - sum(r["epoch_times"]) for r in rs]
+        summary[v] = {"epoch_median": statistics.median(steady), "epoch_min": min(steady),
+                      "first_epoch_median": statistics.median(first), "wall_median": statistics.median(r["wall"] for r in rs),
+                      "startup_median": statistics.median(startup), "top1": [r["top1"] for r in rs]}
+    base = summary["engine-1t"]["epoch_median"]
+    for v in summary:
+        summary[v]["ratio_vs_engine_1t"] = summary[v]["epoch_median"] / base
+    return summary
 
 
 def main(argv=None) -> int:
@@ -125,17 +154,7 @@ def main(argv=None) -> int:
         finally:
             ray.shutdown()
 
-    summary = {}
-    for v in variants:
-        steady = [x for r in runs[v] for x in r["epoch_times"][1:]] or [x for r in runs[v] for x in r["epoch_times"]]
-        first = [r["epoch_times"][0] for r in runs[v]]
-        startup = [r["wall"] - sum(r["epoch_times"]) for r in runs[v]]
-        summary[v] = {"epoch_median": statistics.median(steady), "epoch_min": min(steady),
-                      "first_epoch_median": statistics.median(first), "wall_median": statistics.median(r["wall"] for r in runs[v]),
-                      "startup_median": statistics.median(startup), "top1": [r["top1"] for r in runs[v]]}
-    base = summary["engine-1t"]["epoch_median"]
-    for v in variants:
-        summary[v]["ratio_vs_engine_1t"] = summary[v]["epoch_median"] / base
+    summary = summarise(runs)
     out = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "config": cfg, "repeats": a.repeats,
            "loadavg": load, "runs": runs, "summary": summary}
     with open(os.path.join(a.out, "overheads.json"), "w") as f:

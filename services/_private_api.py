@@ -14,6 +14,15 @@ Ray (``RAY_CHECKED``):
   * ``ray.air._internal.usage._count_callbacks(callbacks)`` — :func:`light_callback_telemetry`.
   * ``ray.tune.trainable.function_trainable.wrap_function`` — :func:`function_trainable`: the class Tune
     makes of a function trainable, subclassed so a trial's actor is named after its hyperparameters.
+  * ``ImplicitFunc._name`` (the class ``wrap_function`` returns: its ``__repr__``, the actor's name in the
+    dashboard) — :func:`name_trial_actor`.
+  * ``Trainable._storage`` (the trial's ``ray.train._internal.storage.StorageContext``: ``storage_filesystem``,
+    ``trial_fs_path``, ``current_checkpoint_index``, which it increments before naming each checkpoint
+    ``checkpoint_<index:06d>``) — :func:`continue_checkpoint_numbering`.
+  * ``Trial.storage`` (its ``StorageContext``) and ``Trial.local_path`` (the trial's staging folder on the
+    driver, where Tune's loggers write ``result.json`` / ``progress.csv``) — :func:`trial_folders`.
+  * ``Trial.from_json_state`` on an ``experiment_state-*.json`` ``trial_data`` entry ``[json state, run
+    metadata]``, and the restored trial's ``storage.trial_dir_name`` — :func:`state_entry_folder`.
   * ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials`` — :func:`persistent_optuna_search`.
   * ``ray._common.utils.get_ray_address_file(temp_dir)`` — :func:`ray_address_file`: the file ``ray start``
     records its GCS address in and ``address="auto"`` reads (``services.cluster.check_address``).
@@ -149,6 +158,38 @@ def function_trainable(trainable):
     from ray.tune.trainable.function_trainable import wrap_function
 
     return wrap_function(trainable)
+
+
+def name_trial_actor(trainable, name: str) -> None:
+    """Name a function trainable's actor ``name``: the class :func:`function_trainable` returns gives its
+    ``_name`` as its ``repr``, which Ray's dashboard shows for the actor (Actors view)."""
+    trainable._name = name
+
+
+def continue_checkpoint_numbering(trainable, last_index) -> None:
+    """Make the next checkpoint a Tune ``trainable`` persists follow ``last_index(fs, trial folder)`` (the
+    highest ``checkpoint_<n>`` already in its folder, -1: none): its ``StorageContext`` increments
+    ``current_checkpoint_index`` before each checkpoint (-1 in a new trial); a function trainable's session
+    uses the same context. Nothing outside a Tune run (no storage)."""
+    storage = trainable._storage
+    if storage is not None:
+        found = last_index(storage.storage_filesystem, storage.trial_fs_path)
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, found)
+
+
+def trial_folders(trial) -> tuple:
+    """(the storage's filesystem, the trial's folder on it, the trial's staging folder on the driver) of a
+    Tune ``Trial``: Tune's loggers write ``result.json`` / ``progress.csv`` in the staging folder, and its
+    driver copies that folder to the storage."""
+    return trial.storage.storage_filesystem, trial.storage.trial_fs_path, trial.local_path
+
+
+def state_entry_folder(entry) -> str:
+    """The trial folder name of one ``trial_data`` entry of Tune's ``experiment_state-*.json`` (the trial's
+    json state, its run metadata); raises on an entry Tune cannot read."""
+    from ray.tune.experiment import Trial
+
+    return Trial.from_json_state(entry[0], stub=True).storage.trial_dir_name
 
 
 def persistent_optuna_search(space, *, metric: str, study_name: str, storage, epochs: int, seed: int | None = None,

@@ -30,12 +30,26 @@ until the whole grid is trained, so that every method ends at the grid's budget 
 
 Analytic mode is a point: its trial-epochs (LR search and pilots included, compare's ``trial_epochs``),
 its selected configuration's test top-1 with a 95 % t interval (mean ± t_{0.975, n−1} · s.e.m.).
-``matched_at[method]``: the first budget at which the method's mean reaches analytic's mean (None if
-never); ``matched_band``: the budgets at which its band's upper / lower edge first reach it.
+
+What one search run needs (``services.anytime_stats``, per method, from each search seed's own incumbent):
+``budget_to_match[method]`` — per seed the first budget at which its incumbent reaches analytic's mean minus
+a tolerance (analytic's s.e.m., else 0.5 points: ``analytic.tolerance`` / ``tolerance_rule``), with
+``median``, ``q25``, ``q75`` (never-matching seeds counted as +infinity: None = "never"), ``matched`` (the
+fraction of seeds that ever match), ``per_seed`` and ``ratio_median`` (÷ analytic's budget); and
+``regret_at_analytic_budget[method]`` — analytic's mean minus the incumbent's test top-1 once the seed has
+spent analytic's budget, ``mean`` and 95 % band ``lo``, ``hi`` over seeds (``no_incumbent``: seeds with no
+finished configuration by then, left out). These are what the terminal, compare.md and the figure report.
+
+Kept for compatibility, the *mean-curve crossing*: ``matched_at[method]``, the first budget at which the mean
+over search seeds reaches analytic's mean (None if never) — when analytic's configuration is the grid's best,
+that is when the *slowest* seeds find it, not what a typical search needs; ``matched_band``: the budgets at
+which the band's upper / lower edge first reach it; ``matched_ratio``: ``matched_at`` ÷ analytic's budget.
 
 Files, in the compare folder: ``anytime.json`` (top level ``axis``, settings and ``losses``; per loss the
 schema ``{"axis", "methods": {m: {"budget", "top1_mean", "top1_lo", "top1_hi", ...}}, "analytic": {"budget",
-"top1_mean", "top1_ci95"}, "matched_at": {m: budget | None}}``) and ``anytime.png``.
+"top1_mean", "top1_ci95", "tolerance", "tolerance_rule"}, "budget_to_match": {m: {...}},
+"regret_at_analytic_budget": {m: {...}}, "matched_at": {m: budget | None}, ...}``; floats to 4 decimals) and
+``anytime.png``; compare.md gains an "anytime" section.
 
     .venv/bin/python -m services.anytime --storage-path S --grid G --analytic A [--name COMPARE_FOLDER]
 """
@@ -44,16 +58,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
-import textwrap
 from collections import defaultdict
 
 import numpy as np
 
+from services import anytime_stats as seedstats
 from services import compare as cmp
 from services import storage as st
-from services.replay import METHODS, Asha, Config, Table, TPEProposer, Trace, replay  # noqa: F401 (re-exported)
+from services.replay import METHODS, Asha, Config, Table, TPEProposer, Trace, _Space, replay  # noqa: F401 (re-exported)
 from services.spec import split_hparams
 
 SEARCH_SEEDS = 20
@@ -216,14 +231,19 @@ def t_interval(mean: float | None, sem: float | None, n: int) -> list[float] | N
 def loss_curves(table: Table, grid_row: dict, analytic_row: dict | None, *, seeds: int = SEARCH_SEEDS,
                 methods: list[str] | None = None, asha: Asha = Asha()) -> dict:
     """One loss's part of ``anytime.json``: every method's curves (trial-epochs and worker-seconds), the
-    analytic point, the grid's pick and ``matched_at``."""
-    out = {"axis": "trial_epochs", "methods": {}, "matched_at": {}, "matched_band": {}, "matched_ratio": {}}
+    analytic point with its tolerance, the grid's pick, the per-seed ``budget_to_match`` and
+    ``regret_at_analytic_budget``, and the mean-curve crossing ``matched_at`` (compatibility)."""
+    out = {"axis": "trial_epochs", "methods": {}, "matched_at": {}, "matched_band": {}, "matched_ratio": {},
+           "budget_to_match": {}, "regret_at_analytic_budget": {}}
     a = None
     if analytic_row is not None and analytic_row.get("top1_mean") is not None:
+        tol, rule = seedstats.tolerance(analytic_row)
         a = {"budget": int(analytic_row["trial_epochs"]), "top1_mean": analytic_row["top1_mean"],
              "top1_ci95": t_interval(analytic_row["top1_mean"], analytic_row.get("top1_sem"), int(analytic_row["seeds"])),
-             "worker_seconds": analytic_row.get("worker_seconds"), "seeds": analytic_row.get("seeds")}
+             "worker_seconds": analytic_row.get("worker_seconds"), "seeds": analytic_row.get("seeds"),
+             "tolerance": tol, "tolerance_rule": rule}
     out["analytic"] = a
+    top1 = [c.top1 for c in table.configs]
     pick = table.configs[table.pick]
     out["grid"] = {"budget": table.budget, "top1_mean": pick.top1, "score": pick.score, "point": pick.point,
                    "trial_epochs": grid_row.get("trial_epochs"), "worker_seconds": grid_row.get("worker_seconds"),
@@ -235,6 +255,8 @@ def loss_curves(table: Table, grid_row: dict, analytic_row: dict | None, *, seed
         curve["search_end"] = float(np.mean([t.search_end for t in traces]))
         curve["seconds"] = {k: v for k, v in band(traces, table, "seconds").items() if k != "val_mean"}
         out["methods"][method] = curve
+        out["budget_to_match"][method], out["regret_at_analytic_budget"][method] = seedstats.per_seed_stats(
+            traces, top1, a)
         if a is not None:
             at = first_reaching(curve["budget"], curve["top1_mean"], a["top1_mean"])
             out["matched_at"][method] = at
@@ -271,7 +293,9 @@ def anytime(grid_summary: dict, histories: dict, rows: list[dict], *, selection:
 def figure(payload: dict):
     """Per loss (rows): incumbent test top-1 against trial-epochs and against worker-seconds (log axes),
     each method's mean with its 95 % band, analytic as a point with its interval, the full grid's pick as a
-    dashed line."""
+    dashed line; on the trial-epochs panel the match level (analytic's mean − tolerance, dotted) with each
+    method's median budget to match (marker) and interquartile range (bar) over search seeds, and "k/n seeds
+    match" in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -283,7 +307,9 @@ def figure(payload: dict):
         for ax, axis in zip(row, ("budget", "seconds")):
             for i, (method, c) in enumerate(d["methods"].items()):
                 cur = c if axis == "budget" else c["seconds"]
-                ax.step(cur["budget"], cur["top1_mean"], where="post", color=f"C{i}", label=c["label"])
+                b = (d.get("budget_to_match") or {}).get(method)
+                label = c["label"] + ("" if b is None else f" ({b['matched_seeds']}/{b['seeds']} seeds match)")
+                ax.step(cur["budget"], cur["top1_mean"], where="post", color=f"C{i}", label=label)
                 ax.fill_between(cur["budget"], cur["top1_lo"], cur["top1_hi"], step="post", color=f"C{i}", alpha=0.12)
             ax.axhline(d["grid"]["top1_mean"], color="gray", linestyle="--", linewidth=1, label="full grid's pick")
             a = d["analytic"]
@@ -293,27 +319,45 @@ def figure(payload: dict):
                 yerr = None if ci is None else [[a["top1_mean"] - ci[0]], [ci[1] - a["top1_mean"]]]
                 ax.errorbar([x], [a["top1_mean"]], yerr=yerr, fmt="*", color="k", markersize=13, capsize=4,
                             label="analytic (95% CI)", zorder=5)
+            if a is not None and axis == "budget":
+                seedstats.draw_matches(ax, d)
             ax.set_xscale("log")
             ax.set_xlabel("trial-epochs" if axis == "budget" else "worker-seconds")
             ax.set_ylabel(f"{loss}: test top-1 (%) of incumbent")
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=7)
     sel = cmp.SELECTION_LABEL.get(payload.get("selection", "val"), "")
-    fig.suptitle(f"anytime: incumbent chosen by {sel}; mean and 95% band over {payload['search_seeds']} search seeds",
-                 fontsize=10)
+    fig.suptitle(f"anytime: incumbent chosen by {sel}; mean and 95% band over {payload['search_seeds']} search seeds\n"
+                 "on the match level (analytic − tolerance): median budget to match per search seed, bar = IQR",
+                 fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _rounded(value, digits: int = 4):
+    """``value`` with every float rounded to ``digits`` decimals (with flat number lists: keeps anytime.json
+    small)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
 
 
 def write(storage: st.Storage, name: str, payload: dict) -> dict:
     """``anytime.json`` and ``anytime.png`` into ``<storage>/<name>/``; returns their locations."""
     import matplotlib.pyplot as plt
 
-    storage.write_json(payload, name, "anytime.json")
+    text = json.dumps(_rounded(payload), indent=1, sort_keys=True,
+                      default=lambda o: o.item() if hasattr(o, "item") else o.tolist())   # numpy scalars, arrays
+    text = re.sub(r"\[\s*([^\[\]{}\"]*?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)  # flat lists
+    storage.write_bytes((text + "\n").encode(), name, "anytime.json")
     fig = figure(payload)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "anytime.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=90)
         plt.close(fig)
         storage.upload_file(path, name, "anytime.png")
     return {"anytime_json": storage.display(name, "anytime.json"), "anytime_png": storage.display(name, "anytime.png")}
@@ -341,14 +385,10 @@ def write_when_complete(storage: st.Storage, name: str, rows: list[dict], *, gri
         print(f"anytime: not written ({exc})", flush=True)
         return {}
     files = write(storage, name, payload)
-    for loss, d in payload["losses"].items():
-        a = d["analytic"]
-        if a is not None:
-            budget = max(a["budget"], 1)
-            shown = ", ".join(f"{m} " + ("never" if b is None else f"{b:g} ({b / budget:.1f}x)")
-                              for m, b in d["matched_at"].items())
-            print(textwrap.fill(f"anytime {loss}: analytic {a['top1_mean']:.2f} at {a['budget']} trial-epochs; mean "
-                                f"matched by {shown}", 120, subsequent_indent="  "), flush=True)
+    lines = seedstats.report_lines(_rounded(payload))   # the numbers as anytime.json holds them
+    if lines:
+        print("\n".join(lines), flush=True)
+        seedstats.append_to_compare_md(storage, name, lines)
     return files
 
 
@@ -387,9 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = a.name or f"compare-{a.grid}-vs-{a.analytic}"
     files = write(storage, name, payload)
-    for loss, d in payload["losses"].items():
-        print(f"{loss}: matched_at {json.dumps(d['matched_at'])} (band {json.dumps(d['matched_band'])}); "
-              f"analytic {d['analytic'] and d['analytic']['budget']} trial-epochs")
+    lines = seedstats.report_lines(_rounded(payload))
+    print("\n".join(lines or [f"{loss}: no analytic point" for loss in payload["losses"]]))
     print("wrote " + ", ".join(files.values()))
     return 0
 

@@ -143,13 +143,15 @@ def pruner(storage, keep: str):
     for good). Multi-worker trials keep Ray Train's own ``num_to_keep`` under ``train/``."""
     from ray.tune import Callback
 
+    from services import _private_api as private
+
     class Pruner(Callback):
         freed = 0
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.freed += prune(storage, trial.storage.trial_fs_path, keep)
+            self.freed += prune(storage, private.trial_folders(trial)[1], keep)
 
         def on_trial_error(self, iteration, trials, trial, **info):   # a resume continues it: keep its weights
-            self.freed += prune(storage, trial.storage.trial_fs_path, "last" if keep == "none" else keep)
+            self.freed += prune(storage, private.trial_folders(trial)[1], "last" if keep == "none" else keep)
 
     return Pruner()

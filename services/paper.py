@@ -37,8 +37,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 PAPER_DIR = REPO / "sweeps" / "configs" / "paper"
 
@@ -139,15 +137,13 @@ def _row_spec(label: str, spec, path) -> dict:
 # ----------------------------------------------------------------------------- loading
 def load_paper_config(path) -> PaperConfig:
     """Parse and validate one paper config; ``PaperConfigError`` (a ValueError) with a one-line message."""
+    from services.rules import RequestError, read_yaml
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        _fail(path, "file not found")
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        _fail(path, f"malformed YAML{where}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}")
+        data = read_yaml(str(path), "paper config")
+    except RequestError as exc:   # "paper config '<path>': file not found" / ": malformed YAML at line N: ..."
+        raise PaperConfigError(str(exc)) from None
     if not isinstance(data, dict):
         _fail(path, f"expected a mapping, got {type(data).__name__}")
     extra = sorted(str(k) for k in data if k not in TOP_KEYS)

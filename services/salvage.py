@@ -33,6 +33,7 @@ import re
 
 from pyarrow import fs as pafs
 
+from services import _private_api as private
 from services import checkpoint as ckpt
 from services import storage as st
 from services.results import run_row
@@ -147,7 +148,7 @@ def in_place():
 
     class InPlace(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            fs, remote, local = trial.storage.storage_filesystem, trial.storage.trial_fs_path, trial.local_path
+            fs, remote, local = private.trial_folders(trial)
             for file in HISTORY:
                 target = f"{local}/{file}"
                 try:
@@ -171,10 +172,8 @@ def _states(storage: st.Storage, name: str) -> list[str]:
 
 def _folder_of(entry) -> str | None:
     """The trial folder an ``experiment_state`` entry (json state, run metadata) belongs to."""
-    from ray.tune.experiment import Trial
-
     try:
-        return Trial.from_json_state(entry[0], stub=True).storage.trial_dir_name
+        return private.state_entry_folder(entry)
     except Exception:   # an entry of an older or cut state: left out
         return None
 

@@ -36,12 +36,12 @@ from services import progress, salvage, timeline
 from services import storage as st
 from services.request import RequestError
 from services.resolve import calibrate_losses, grid_hparams  # noqa: F401 (re-exported)
-from services.results import ROW_METRICS, SUMMARY_COLUMNS, flat_rows, run_row, to_csv  # noqa: F401 (re-exported)
+from services.results import SUMMARY_COLUMNS, flat_rows, run_row, to_csv  # noqa: F401 (re-exported)
 from services.spec import Fixed, Resources, TrialSpec
 from services.trainer import run_trial
 
 __all__ = ["ExperimentExistsError", "Resources", "grid_hparams", "calibrate_losses", "SweepResult", "run_row",
-           "run_sweep", "write_summary", "SUMMARY_COLUMNS"]
+           "run_sweep", "write_summary", "SUMMARY_COLUMNS", "flat_rows"]
 
 
 class ExperimentExistsError(RequestError):
@@ -111,23 +111,27 @@ def _trial_clock():
 
 
 def _trial_dirname_creator(varied: list[str], fixed: Fixed):
-    """Names a trial's row in Tune's table by its hyperparameters (not ``run_trial_<id>``)."""
+    """Names a trial's row in Tune's table by its hyperparameters (not ``run_trial_<id>``): every parameter
+    of its loss (varied or not; an analytic trial's computed ones too), ε (where not 0 or varied), lr, seed
+    (``TrialSpec.dirname``)."""
 
     def name(trial) -> str:
-        """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<trial id>``."""
+        """``<loss>_<every loss param>_[eps<ε>]_lr<lr>_s<seed>_<trial id>``, e.g. ``gce_q0.7_lr0.1_s0_8f2a1_00003``."""
         return f"{TrialSpec.from_hparams(fixed, trial.config).dirname(varied)}_{trial.trial_id}"
 
     return name
 
 
 def _trial_folder_creator(varied: list[str], fixed: Fixed):
-    """Names a trial's folder by its hyperparameters and its spec key, which a resumed run gives the same
-    trial again (Tune's trial id is new each run): the trial continues in its folder (``services.salvage``).
-    A second trial of the same key in one run (a searcher's repeated sample) gets its trial id as well."""
+    """Names a trial's folder by its hyperparameters — every parameter of its loss (varied or not; an analytic
+    trial's computed ones too), ε (where not 0 or varied), lr, seed (``TrialSpec.dirname``) — and its spec key,
+    which a resumed run gives the same trial again (Tune's trial id is new each run): the trial continues in
+    its folder (``services.salvage``). A second trial of the same key in one run (a searcher's repeated
+    sample) gets its trial id as well."""
     used: dict[str, str] = {}
 
     def name(trial) -> str:
-        """``<loss>_<varied loss params>_[eps<ε>]_lr<lr>_s<seed>_<key[:8]>``."""
+        """``<loss>_<every loss param>_[eps<ε>]_lr<lr>_s<seed>_<key[:8]>``, e.g. ``gce_q0.2611_lr0.1_s0_3f9c0d1e``."""
         spec = TrialSpec.from_hparams(fixed, trial.config)
         folder = f"{spec.dirname(varied)}_{spec.key[:8]}"
         if used.setdefault(folder, trial.trial_id) != trial.trial_id:
@@ -226,13 +230,11 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
 
     class RobustlossTrial(base):
         def setup(self, config):
-            self._name = TrialSpec.from_hparams(fixed, config).dirname(varied)
-            _continue_numbering(self._storage)
+            _name_and_number(self, config)
             super().setup(config)
 
         def reset_config(self, new_config):   # a reused actor (TuneConfig(reuse_actors=True)) takes its next trial
-            self._name = TrialSpec.from_hparams(fixed, new_config).dirname(varied)
-            _continue_numbering(self._storage)
+            _name_and_number(self, new_config)
             return super().reset_config(new_config)
 
         def step(self):
@@ -243,15 +245,13 @@ def _named_trainable(fixed: Fixed, storage: st.Storage, varied: list[str]):
                 result["training_iteration"] = int(result["epoch"])
             return result
 
+    def _name_and_number(trainable, config) -> None:
+        """The actor is named after its trial; a trial resumed in its folder numbers its next checkpoint
+        after the ones there (``salvage.next_checkpoint_index``)."""
+        private.name_trial_actor(trainable, TrialSpec.from_hparams(fixed, config).dirname(varied))
+        private.continue_checkpoint_numbering(trainable, salvage.next_checkpoint_index)
+
     return RobustlossTrial
-
-
-def _continue_numbering(storage) -> None:
-    """A trial resumed in its folder numbers its next checkpoint after the ones there (``StorageContext``
-    increments ``current_checkpoint_index`` before each checkpoint; -1 in a new trial)."""
-    if storage is not None:
-        found = salvage.next_checkpoint_index(storage.storage_filesystem, storage.trial_fs_path)
-        storage.current_checkpoint_index = max(storage.current_checkpoint_index, found)
 
 
 def _tune_config(sweep: search_mod.Sweep, strategy, todo: int, varied: list[str]):

@@ -5,6 +5,7 @@ stopping decisions against Tune's own ``_Bracket`` fed the same results, the cur
 recomputed from each run's draw order, the analytic interval against scipy's t, the files as written."""
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -318,3 +319,167 @@ def test_replay_of_a_200_trial_grid_takes_seconds():
     # ~10 s on an idle 2-core machine (TPE's asks dominate: 2 losses x 2 TPE methods x 20 seeds x 25 asks);
     # 39 s measured with the machine's load average at 20-80
     assert seconds < 60.0, seconds
+
+
+# ----------------------------------------------------------------------------- per-search-seed statistics
+def ladder(top1, scores=None, seeds=2, epochs=3):
+    """A hand-made table: configuration i has test top-1 ``top1[i]`` and score ``scores[i]`` (default i: the
+    last is the grid's best); every configuration costs seeds x epochs = 6 trial-epochs."""
+    scores = list(range(len(top1))) if scores is None else scores
+    configs = [at.Config(index=i, point={"lr": 0.01 * (i + 1)}, score=float(s), top1=float(t),
+                         curve=(float(s),) * epochs, epoch_seconds=(1.0,) * epochs)
+               for i, (s, t) in enumerate(zip(scores, top1))]
+    return at.Table(loss="mae", configs=configs, epochs=epochs, seeds=seeds, pick=int(np.argmax(scores)))
+
+
+def draw_orders(n, seeds=at.SEARCH_SEEDS):
+    """grid_order's draws: the permutation of the n configurations that numpy's default_rng(seed) gives."""
+    return [list(np.random.default_rng(s).permutation(n)) for s in range(seeds)]
+
+
+def analytic_row(mean, sem, budget, seeds=2):
+    return {"top1_mean": mean, "top1_sem": sem, "trial_epochs": budget, "seeds": seeds, "worker_seconds": 1.0}
+
+
+def never_percentiles(per_seed, qs=(50, 25, 75)):
+    """numpy's percentiles with a never-matching seed as a budget far beyond any (an independent +infinity):
+    a result beyond every real budget is "never" (None)."""
+    big = 1e12
+    x = np.array([big if b is None else b for b in per_seed], dtype=float)
+    return [None if v > 1e9 else float(v) for v in np.percentile(x, qs)]
+
+
+def test_budget_to_match_when_analytic_is_the_grids_best():
+    """Analytic's configuration is the grid's best (top-1 55, the last of 6): a search seed matches exactly when
+    grid_order draws it, at 6 x (its position + 1) trial-epochs; with a tolerance that admits the runner-up
+    (54 >= 55 - 1.2), at the first of the two drawn. Regret at analytic's budget (12 = two draws): 55 minus the
+    better of the first two drawn."""
+    table = ladder([50, 51, 52, 53, 54, 55])
+    orders = draw_orders(6)
+    assert [[i for i, _ in at.replay(table, "grid_order", s).reached] for s in range(at.SEARCH_SEEDS)] == orders
+    for sem, members in ((0.4, {5}), (1.2, {4, 5})):
+        d = at.loss_curves(table, {}, analytic_row(55.0, sem, 12), methods=["grid_order"])
+        rule = "analytic's s.e.m. over its 2 seeds"
+        assert (d["analytic"]["tolerance"], d["analytic"]["tolerance_rule"]) == (sem, rule)
+        b = d["budget_to_match"]["grid_order"]
+        expected = [6 * (min(o.index(k) for k in members) + 1) for o in orders]
+        assert b["per_seed"] == expected and b["matched"] == 1.0 and b["matched_seeds"] == b["seeds"] == 20
+        median, q25, q75 = np.percentile(expected, [50, 25, 75])
+        assert [b["median"], b["q25"], b["q75"]] == pytest.approx([median, q25, q75])
+        assert b["ratio_median"] == pytest.approx(median / 12)
+        r = d["regret_at_analytic_budget"]["grid_order"]
+        regrets = [55.0 - (50 + max(o[:2])) for o in orders]
+        assert r["per_seed"] == pytest.approx(regrets) and r["no_incumbent"] == 0
+        assert [r["mean"], r["lo"], r["hi"]] == pytest.approx([np.mean(regrets), *np.percentile(regrets, [2.5, 97.5])])
+        # the mean-curve crossing (kept) is the slowest seeds' moment: never earlier than the median seed
+        assert d["matched_at"]["grid_order"] >= b["median"]
+    assert 0 < sum(e <= 12 for e in expected) < 20   # the scenario has seeds on both sides of analytic's budget
+
+
+def test_budget_to_match_with_seeds_that_never_match():
+    """A test-lucky configuration (index 1: top-1 60 at the second-lowest score) is the only one at analytic's
+    level (58, one seed: tolerance 0.5 points). A seed holds it, and matches, only if it draws it before every
+    better-scored configuration (2..5); then at 6 x (its position + 1), else never. Quantiles count "never" as
+    +infinity."""
+    table = ladder([50, 60, 51, 52, 53, 54])
+    orders = draw_orders(6)
+    d = at.loss_curves(table, {}, analytic_row(58.0, None, 9, seeds=1), methods=["grid_order"])
+    assert d["analytic"]["tolerance"] == 0.5 and d["analytic"]["tolerance_rule"].startswith("0.5 points")
+    b = d["budget_to_match"]["grid_order"]
+    expected = [6 * (o.index(1) + 1) if all(o.index(1) < o.index(k) for k in (2, 3, 4, 5)) else None for o in orders]
+    assert b["per_seed"] == expected
+    k = sum(e is not None for e in expected)
+    assert 0 < k < 10 and b["matched"] == pytest.approx(k / 20) and b["matched_seeds"] == k
+    assert [b["median"], b["q25"], b["q75"]] == never_percentiles(expected)
+    assert b["median"] is None and b["ratio_median"] is None        # more than half never match
+    # regret at 9 trial-epochs: one configuration finished, the first drawn
+    r = d["regret_at_analytic_budget"]["grid_order"]
+    regrets = [58.0 - table.configs[o[0]].top1 for o in orders]
+    assert [r["mean"], r["lo"], r["hi"]] == pytest.approx([np.mean(regrets), *np.percentile(regrets, [2.5, 97.5])])
+    # before any configuration has finished (analytic's budget 5 < 6): no incumbent, no regret, counted
+    r = at.loss_curves(table, {}, analytic_row(58.0, None, 5, seeds=1), methods=["grid_order"])
+    r = r["regret_at_analytic_budget"]["grid_order"]
+    assert (r["mean"], r["lo"], r["hi"], r["no_incumbent"]) == (None, None, None, 20)
+    assert r["per_seed"] == [None] * 20
+
+
+def test_quantiles_with_never_and_regret_on_uneven_spends():
+    from services import anytime_stats as s
+
+    for values in ([3, 1, None, 2], [None, None, 4], [5, None], [1, 2, 3, 4, 5, None, None], [None]):
+        assert [s.quantile_inf(values, q) for q in (50, 25, 75)] == never_percentiles(values)
+    assert s.quantile_inf([4, 1, 2, 3], 50) == pytest.approx(np.percentile([1, 2, 3, 4], 50))
+    # an ASHA-like run: spends of 2, 4, 6 ... trial-epochs; the incumbent changes only when a configuration finishes
+    trace = at.Trace(epochs=[2, 4, 10, 12, 18], incumbent=[-1, -1, 0, 0, 1])
+    budgets, values = s.incumbent_top1(trace, [40.0, 45.0])
+    assert values == [None, None, 40.0, 40.0, 45.0]
+    assert [s.held_at(budgets, values, b) for b in (3, 10, 11, 17, 30)] == [None, 40.0, 40.0, 40.0, 45.0]
+    assert s.first_match(budgets, values, 44.5) == 18 and s.first_match(budgets, values, 46) is None
+
+
+def test_compare_report_states_the_per_seed_figures(tmp_path, capsys):
+    """The terminal end of compare, compare.md and the figure's legend say "median k× analytic's budget (IQR
+    a–b×), m/n seeds match; regret at analytic's budget r [lo, hi]", from anytime.json's own numbers."""
+    grid, hist = make_grid(losses=("gce",), params=(0.3, 0.6), lrs=(0.01, 0.1), epochs=4)
+    storage = write_experiment(tmp_path, grid, hist)
+    rows = cmp.compare(grid, analytic_summary(top1=(50.0, 54.0)))
+    at.write_compare_report(storage, "cmp", rows, grid="g", analytic="a")
+    out = capsys.readouterr().out
+    d = json.loads((tmp_path / "cmp" / "anytime.json").read_text())["losses"]["gce"]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert d["analytic"]["tolerance"] == pytest.approx(2.0)
+    for method, b in d["budget_to_match"].items():
+        assert set(b) >= {"median", "q25", "q75", "matched", "per_seed", "ratio_median"} and len(b["per_seed"]) == 20
+        assert set(d["regret_at_analytic_budget"][method]) >= {"mean", "lo", "hi", "no_incumbent"}
+        r = d["regret_at_analytic_budget"][method]
+        ratio = f"{b['ratio_median']:.2f}".rstrip("0").rstrip(".") + "× analytic's budget" \
+            if b["ratio_median"] is not None else "never"
+        line = f"{method}: median {ratio} (IQR "
+        tail = f"{b['matched_seeds']}/20 seeds match; regret at analytic's budget {r['mean']:+.2f} [{r['lo']:+.2f}, "
+        assert line in out and tail in out and line in md and tail in md, method
+    assert "## anytime" in md and "mean matched by" not in out
+    fig = at.figure({"losses": {"gce": d}, "search_seeds": 20, "selection": "val"})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(f"({d['budget_to_match']['random']['matched_seeds']}/20 seeds match)" in t for t in legend)
+    assert any(t.startswith("match level") for t in legend)
+
+
+def test_readme_anytime_tables_are_the_results_files():
+    """README's demo anytime table is benchmarks/results/anytime_demo/anytime.json's per-seed figures; its
+    Fashion-MNIST table is fmnist40/anytime.json's mean-curve crossing and band edges, named as such."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    readme = (repo / "README.md").read_text()
+    labels = {"ASHA": "asha", "TPE + ASHA (`--search optuna`)": "optuna", "grid in random order": "grid_order",
+              "random search": "random", "TPE": "tpe"}
+    demo = json.loads((repo / "benchmarks/results/anytime_demo/anytime.json").read_text())["losses"]
+
+    def x(v):
+        return f"{v:.2f}".rstrip("0").rstrip(".") + "×"
+
+    rows = 0
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in ("MAE", "GCE") and cells[1] in labels:
+            d = demo[cells[0].lower()]
+            b, r = d["budget_to_match"][labels[cells[1]]], d["regret_at_analytic_budget"][labels[cells[1]]]
+            assert cells[2] == f"{b['median']:g} ({b['q25']:g}–{b['q75']:g})"
+            assert cells[3] == f"{x(b['ratio_median'])} ({x(b['ratio_q25'])[:-1]}–{x(b['ratio_q75'])})"
+            assert cells[4] == f"{b['matched_seeds']}/{b['seeds']}"
+            assert cells[5] == f"{r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]".replace("-", "−")
+            rows += 1
+    assert rows == 10
+    fm = json.loads((repo / "benchmarks/results/fmnist40/anytime.json").read_text())["losses"]
+    order = ["asha", "optuna", "tpe", "random", "grid_order"]
+    for loss, name in (("mae", "MAE (6 configurations)"), ("gce", "GCE (4 configurations)")):
+        a, lines = fm[loss]["analytic"]["budget"], readme.splitlines()
+        at_row = next(i for i, line in enumerate(lines) if line.startswith(f"| {name} | the mean over seeds (slowest"))
+        for line, values in ((lines[at_row], fm[loss]["matched_at"]),
+                             (lines[at_row + 1], {m: band[0] for m, band in fm[loss]["matched_band"].items()})):
+            cells = [re.fullmatch(r"(\d+) \(([\d.]+)×\)", c.strip()).groups() for c in line.strip("|").split("|")[2:]]
+            assert [int(b) for b, _ in cells] == [values[m] for m in order]
+            assert [float(r) for _, r in cells] == pytest.approx([values[m] / a for m in order], abs=0.03)
+        # the mean reaches analytic's mean exactly when the band's lower edge (the slowest seeds) does
+        assert [fm[loss]["matched_band"][m][1] for m in order] == [fm[loss]["matched_at"][m] for m in order]
+    assert "needs 3× analytic's compute" not in readme and "### K = 1000 glyphs" in readme

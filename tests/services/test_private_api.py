@@ -196,3 +196,104 @@ def test_train_report_logger_is_named_by_its_files_path():
     assert os.path.samefile(module.__file__, path) and module.logger is logging.getLogger(module.__file__)
     drop = next(d for d in quiet.LOG_DROPS if d.where == private.TRAIN_REPORT_LOGGER_FILE)
     assert quiet.emitter(drop) is module.logger
+
+
+def test_trial_actor_is_named_by_its_name_attribute():
+    """The class ``function_trainable`` returns shows ``_name`` as its ``repr`` (the dashboard's actor name)."""
+    cls = private.function_trainable(lambda config: None)
+    trainable = cls.__new__(cls)   # the attribute only: no actor, no session
+    private.name_trial_actor(trainable, "gce_q0.7_lr0.1_s0")
+    assert repr(trainable) == "gce_q0.7_lr0.1_s0"
+
+
+@pytest.fixture
+def train_session_dir(tmp_path, monkeypatch):
+    """Ray's session folder for the driver's staging copies (``<session>/artifacts``) without ``ray.init``."""
+    from ray.train._internal import storage as train_storage
+
+    monkeypatch.setattr(train_storage, "_get_ray_train_session_dir", lambda: str(tmp_path / "session"))
+    return tmp_path / "session"
+
+
+def _storage_context(store, trial_dir: str):
+    from ray.train._internal.storage import StorageContext
+
+    return StorageContext(str(store), experiment_dir_name="exp", trial_dir_name=trial_dir)
+
+
+def test_checkpoint_numbering_continues_after_the_trials_own(tmp_path, train_session_dir):
+    """``Trainable._storage`` is the trial's ``StorageContext``; raising its ``current_checkpoint_index``
+    makes the next checkpoint Tune persists ``checkpoint_<found + 1>``, in the folder given to ``last_index``.
+    A function trainable hands the same context to its session (where ``tune.report`` persists)."""
+    import inspect
+
+    from ray.tune import Trainable
+    from ray.tune.trainable.function_trainable import FunctionTrainable
+
+    assert "storage=self._storage" in inspect.getsource(FunctionTrainable.setup)
+
+    class Counter(Trainable):
+        def step(self):
+            return {"epoch": 1}
+
+        def save_checkpoint(self, checkpoint_dir):
+            return {"epoch": 1}
+
+    store = tmp_path / "store"
+    (store / "exp" / "t" / "checkpoint_000003").mkdir(parents=True)
+    seen = []
+    trainable = Counter(storage=_storage_context(store, "t"))
+    private.continue_checkpoint_numbering(trainable, lambda fs, path: seen.append(path) or 3)
+    assert seen == [str(store / "exp" / "t")]
+    trainable.train()
+    trainable.save()
+    assert sorted(p.name for p in (store / "exp" / "t").glob("checkpoint_*")) == ["checkpoint_000003",
+                                                                                   "checkpoint_000004"]
+    private.continue_checkpoint_numbering(trainable, lambda fs, path: 1)   # never numbers backwards
+    trainable.save()
+    assert (store / "exp" / "t" / "checkpoint_000005").is_dir()
+    private.continue_checkpoint_numbering(Counter(), lambda fs, path: pytest.fail("no storage, no lookup"))
+
+
+def test_trial_folders_are_the_stored_one_and_the_staging_one_tunes_loggers_write(tmp_path, train_session_dir):
+    """``trial_folders``: the storage's filesystem, the trial's folder on it (named by Tune's
+    ``trial_dirname_creator``), and the driver's staging folder where Tune's json/csv loggers write
+    ``result.json`` / ``progress.csv`` (``services.salvage.in_place`` puts the stored history there first)."""
+    from pyarrow import fs as pafs
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    store = tmp_path / "store"
+    trial = Trial("run_trial", config={"lr": 0.1}, trial_id="t1", stub=True, trial_dirname_creator=lambda t: "t",
+                  storage=StorageContext(str(store), experiment_dir_name="exp"))
+    trial.init_local_path()   # what Tune's controller does when it adds the trial
+    fs, remote, local = private.trial_folders(trial)
+    assert isinstance(fs, pafs.LocalFileSystem) and remote == str(store / "exp" / "t")
+    assert local.startswith(str(train_session_dir)) and local.endswith("/t")
+    for logger in (JsonLoggerCallback(), CSVLoggerCallback()):
+        logger.log_trial_start(trial)
+        logger.log_trial_result(1, trial, {"epoch": 1, "val_top1": 50.0})
+        logger.log_trial_end(trial)
+    assert '"val_top1": 50.0' in open(f"{local}/result.json").read()
+    assert "val_top1" in open(f"{local}/progress.csv").readline()
+
+
+def test_experiment_state_entries_name_their_trial_folders(tmp_path, train_session_dir):
+    """An ``experiment_state`` ``trial_data`` entry (what ``Trial.get_json_state`` gives Tune's controller)
+    names its trial's folder; a cut entry raises (``services.salvage`` leaves it out)."""
+    import inspect
+
+    from ray.tune import PlacementGroupFactory
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    assert "trial_json_state, trial_runtime_metadata in experiment_state[\"trial_data\"]" in inspect.getsource(
+        TuneController._restore_trials)
+    trial = Trial("run_trial", config={"lr": 0.1}, trial_id="t1", stub=True,
+                  storage=_storage_context(tmp_path / "store", "gce_q0.7_lr0.1_s0_0123abcd"))
+    trial.placement_group_factory = PlacementGroupFactory([{"CPU": 1}])
+    entry = list(trial.get_json_state())
+    assert private.state_entry_folder(entry) == "gce_q0.7_lr0.1_s0_0123abcd"
+    with pytest.raises(Exception):
+        private.state_entry_folder([entry[0][:50], entry[1]])
