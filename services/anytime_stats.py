@@ -34,7 +34,7 @@ def tolerance(analytic_row: dict) -> tuple[float, str]:
     """(tolerance in points, the rule that gave it): analytic's s.e.m. over its seeds, else 0.5 points."""
     sem, n = analytic_row.get("top1_sem"), int(analytic_row.get("seeds") or 0)
     if sem is not None and n >= 2 and math.isfinite(float(sem)):
-        return float(sem), f"analytic's s.e.m. over its {n} seeds"
+        return float(sem), f"analytic's s.e.m., {n} seeds"
     return DEFAULT_TOLERANCE, f"{DEFAULT_TOLERANCE:g} points (analytic has no s.e.m.: {n} seed(s))"
 
 
@@ -131,8 +131,8 @@ def statements(loss: str, d: dict) -> list[str]:
     a = d.get("analytic")
     if a is None or not d.get("budget_to_match"):
         return []
-    head = (f"anytime {loss}: analytic {a['top1_mean']:.2f} at {a['budget']} trial-epochs; a search seed matches "
-            f"at {a['top1_mean'] - a['tolerance']:.2f} (tolerance {a['tolerance']:.2f} = {a['tolerance_rule']})")
+    head = (f"anytime {loss}: analytic {a['top1_mean']:.2f} % at {a['budget']} trial-epochs; a seed matches at "
+            f">= {a['top1_mean'] - a['tolerance']:.2f} % ({a['tolerance_rule']})")
     return [head] + [f"  {statement(m, d)}" for m in d["budget_to_match"]]
 
 

@@ -67,6 +67,18 @@ STREAM_DROPS = (
          "drains: a failed restart of it changes nothing in training"),
 )
 
+# A warning a Ray worker logs with its whole traceback: the warning's line, then the traceback through its
+# exception line, are dropped (:func:`keep_lines`).
+TRACEBACK_DROPS = (
+    Drop("stderr of Ray Train's controller (train/v2/_internal/execution/scaling_policy/"
+         "autoscaling_coordinator_client.py)",
+         "Failed to send resource request for ",
+         "the Train controller asks the autoscaling coordinator for its workers' resources with a short timeout and, "
+         "when the machine is too busy to answer in time, logs this warning with the GetTimeoutError's traceback "
+         "(its own text: safe to ignore when transient); it asks again at its next poll, and a request that never "
+         "goes through shows as a trial that does not start"),
+)
+
 WARNING_DROPS = (
     Drop("warnings.warn in a Ray worker",
          "`ExecutionOptions.exclude_resources` is deprecated",
@@ -138,6 +150,26 @@ def keep_line(line: str) -> bool:
     return not any(d.starts in line for d in STREAM_DROPS)
 
 
+def keep_lines(lines: list[str], state: dict) -> list[str]:
+    """``lines`` of one worker without :data:`STREAM_DROPS` and without a :data:`TRACEBACK_DROPS` warning and the
+    traceback after it (``state`` carries an unfinished traceback over to the worker's next batch)."""
+    out = []
+    for line in lines:
+        if any(d.starts in line for d in TRACEBACK_DROPS):
+            state["skip"] = "warning"
+        elif state.get("skip") == "warning" and line.startswith("Traceback"):
+            state["skip"] = "traceback"
+        elif state.get("skip") == "traceback" and line.startswith(" "):
+            pass
+        elif state.get("skip") == "traceback":   # the exception's own line ends the traceback
+            state["skip"] = None
+        else:
+            state["skip"] = None
+            if keep_line(line):
+                out.append(line)
+    return out
+
+
 def filter_worker_stream() -> bool:
     """Drop :data:`STREAM_DROPS` from the worker output the driver prints (``log_to_driver``).
 
@@ -149,8 +181,8 @@ def filter_worker_stream() -> bool:
         if getattr(handle, "robustloss_filtered", False):
             return handle
 
-        def filtered(data, _print=handle):
-            lines = [ln for ln in data.get("lines", []) if keep_line(ln)]
+        def filtered(data, _print=handle, _state={}):
+            lines = keep_lines(data.get("lines", []), _state.setdefault(data.get("pid"), {}))
             if lines:
                 _print({**data, "lines": lines})
 

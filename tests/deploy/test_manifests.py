@@ -187,7 +187,26 @@ def test_cli_invocation_is_valid(parse_args, source, argv):
     if isinstance(argv, str):
         pytest.fail(f"{source}: {argv}")
     parse, CLIError = parse_args
-    if "--resume" in argv:   # a resume reads the stored request from --storage-path (a remote bucket here):
+    if argv[:1] == ["ls"] or argv == ["--version"]:   # not a sweep: the command runs (no Ray, no storage written)
+        from sweeps.run import main
+
+        try:
+            code = main(argv)
+        except SystemExit as exc:   # argparse's --version
+            code = exc.code
+        assert code == 0, f"{source}: sweeps/run.py {' '.join(argv)} failed"
+        return
+    if "--resume" in argv:   # a resume reads the stored request from --storage-path (a remote bucket here)
+        from services.options import MAY_CHANGE_ON_RESUME
+        from services.search import STRATEGIES
+        from sweeps.run import build_parser, given_options
+
+        given = given_options(build_parser(), argv)
+        searches_allow = set().union(*(s.resume_may_change for s in STRATEGIES.values()))   # e.g. a budget
+        fixed = given - {"resume", "name", "storage_path"} - MAY_CHANGE_ON_RESUME - searches_allow
+        assert not fixed, f"{source}: a resume may not change {sorted(fixed)}"
+        if "mode" not in given and "config" not in given:
+            return   # a bare resume: its flags are checked; the rest is the stored request
         argv = [a for a in argv if a != "--resume"]   # check the invocation as its first submission instead
     try:
         args = parse(argv)

@@ -359,7 +359,7 @@ def test_budget_to_match_when_analytic_is_the_grids_best():
     assert [[i for i, _ in at.replay(table, "grid_order", s).reached] for s in range(at.SEARCH_SEEDS)] == orders
     for sem, members in ((0.4, {5}), (1.2, {4, 5})):
         d = at.loss_curves(table, {}, analytic_row(55.0, sem, 12), methods=["grid_order"])
-        rule = "analytic's s.e.m. over its 2 seeds"
+        rule = "analytic's s.e.m., 2 seeds"
         assert (d["analytic"]["tolerance"], d["analytic"]["tolerance_rule"]) == (sem, rule)
         b = d["budget_to_match"]["grid_order"]
         expected = [6 * (min(o.index(k) for k in members) + 1) for o in orders]

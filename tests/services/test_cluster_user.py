@@ -88,6 +88,9 @@ def test_each_dropped_line_is_really_emitted_by_that_ray_code():
     raylet = (Path(ray.__file__).parent / "_raylet.so").read_bytes()
     for drop in quiet.STREAM_DROPS:
         assert drop.starts.encode() in raylet
+    for drop in quiet.TRACEBACK_DROPS:   # where: "... (<path under ray/>)"
+        source = Path(ray.__file__).parent / drop.where.split("(", 1)[1].rstrip(")")
+        assert f'f"{drop.starts}' in source.read_text() and "exc_info=True" in source.read_text()
 
 
 def test_ray_deprecation_warning_dropped_others_kept():
@@ -150,6 +153,21 @@ def test_worker_stream_filter_drops_the_cpp_line_only():
         assert printed == [["Started training worker group of size 1"]]
     finally:
         dispatcher.remove_handler("ray_print_logs")
+
+
+def test_a_warnings_traceback_is_dropped_with_it_across_batches():
+    """The controller's "Failed to send resource request" warning and its traceback (as a loaded machine printed
+    them) go; the lines around them stay, also when the traceback is split over two batches."""
+    warning = ("Failed to send resource request for train-c15c. If this only happens transiently during network "
+               "partition or CPU being overloaded, it's safe to ignore this error.")
+    tb = ["Traceback (most recent call last):", '  File "/x/ray/train/v2/client.py", line 58, in send_resource_request',
+          "    ray.get(", '  File "python/ray/_raylet.pyx", line 3471, in ray._raylet.CoreWorker.get_objects',
+          "ray.exceptions.GetTimeoutError: Get timed out: some object(s) not ready."]
+    state: dict = {}
+    assert quiet.keep_lines(["before", warning, *tb[:2]], state) == ["before"]
+    assert quiet.keep_lines([*tb[2:], "after", "Traceback (most recent call last):"], state) == [
+        "after", "Traceback (most recent call last):"]   # another traceback is not ours to drop
+    assert quiet.keep_lines([warning, "not a traceback"], {}) == ["not a traceback"]
 
 
 EXIT_NOISE = r'''
