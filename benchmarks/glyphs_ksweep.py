@@ -85,12 +85,10 @@ def pilot_table() -> list[dict]:
     return out
 
 
-def markdown(res: dict) -> str:
-    lines = [f"# Glyph K-sweep (printed Chinese characters, held-out typefaces)\n",
-             f"Setup: {json.dumps(gr.SETUP)}; seeds {list(gr.SEEDS)}; test top-1 (%) at the last epoch, mean ± s.e.m.\n"]
+def table(res: dict) -> list[str]:
+    """The K × loss table of test top-1 (the README's, between its glyphs_ksweep markers)."""
     by = {(r["loss"], r["K"], r["noise_rate"]): r for r in res["rows"]}
-    head = "| K | noise | chance | " + " | ".join(gr.LABELS) + " |"
-    lines += [head, "|" + "---|" * (3 + len(gr.LABELS))]
+    lines = ["| K | noise | chance | " + " | ".join(gr.LABELS) + " |", "|" + "---|" * (3 + len(gr.LABELS))]
     for K in gr.KS:
         for rate in gr.NOISE:
             cells = []
@@ -101,6 +99,13 @@ def markdown(res: dict) -> str:
                 cells.append("–" if r is None else f"{r['top1_mean']:.1f}{sem}"
                              + ("" if r["complete"] else f" ({n} seed{'s' * (n > 1)})"))
             lines.append(f"| {K} | {rate:.0%} | {100 / K:.1f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# Glyph K-sweep (printed Chinese characters, held-out typefaces)\n",
+             f"Setup: {json.dumps(gr.SETUP)}; seeds {list(gr.SEEDS)}; test top-1 (%) at the last epoch, mean ± s.e.m.\n",
+             *table(res)]
     lines += ["", "Learning rates (pilot pick, K = 10 uses K = 100's): " + "; ".join(
         f"{label}: " + ", ".join(f"K={K} {gr.pilot_pick(label, K)}" for K in gr.PILOT_KS) for label in gr.LABELS), "",
         "| claim | K | noise | gap (points) | 95 % interval | verdict |", "|---|---|---|---|---|---|"]
@@ -116,7 +121,7 @@ def plot(res: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(gr.NOISE), figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, len(gr.NOISE), figsize=(12, 4.2), sharey=True)
     for ax, rate in zip(axes, gr.NOISE):
         for label in gr.LABELS:
             pts = sorted((r["K"], r["top1_mean"], r["top1_sem"]) for r in res["rows"]
@@ -133,11 +138,25 @@ def plot(res: dict, path: str) -> None:
         ax.set_title(f"{rate:.0%} symmetric noise")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test top-1 (%) on held-out typefaces")
-    axes[-1].legend(fontsize=8, loc="lower left")
-    fig.suptitle("Glyphs: MLP1024, 20 epochs, mean ± s.e.m. over seeds")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")
+    fig.suptitle("Glyphs (held-out typefaces): MLP1024, 20 epochs, mean ± s.e.m. over seeds")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+README = os.path.join(os.path.dirname(HERE), "README.md")
+MARKERS = ("<!-- glyphs_ksweep table", "<!-- end glyphs_ksweep table -->")
+
+
+def update_readme(res: dict) -> None:
+    """Put :func:`table` between the README's markers (the first marker line stays as written)."""
+    text = open(README).read()
+    start = text.index("\n", text.index(MARKERS[0])) + 1
+    end = text.index(MARKERS[1])
+    with open(README, "w") as f:
+        f.write(text[:start] + "\n".join(table(res)) + "\n" + text[end:])
 
 
 def main() -> int:
@@ -152,6 +171,7 @@ def main() -> int:
     with open(os.path.join(RESULTS, "glyphs_ksweep.md"), "w") as f:
         f.write(markdown(res))
     plot(res, os.path.join(RESULTS, "glyphs_ksweep.png"))
+    update_readme(res)
     print(markdown(res))
     return 0
 

@@ -113,8 +113,8 @@ def _x(v: float | None) -> str:
 
 
 def statement(method: str, d: dict) -> str:
-    """One method's anytime sentence: "median k× analytic's budget (IQR a–b×), m/20 seeds match; regret at
-    analytic's budget r [lo, hi]" (the per-seed figures, not the mean-curve crossing)."""
+    """One method's anytime sentence: "median k× analytic's budget (IQR a–b×), m/20 seeds match; regret at 1× r
+    [lo, hi]" (the per-seed figures, not the mean-curve crossing; 1× = at analytic's own budget)."""
     b, r = d["budget_to_match"][method], d["regret_at_analytic_budget"][method]
     median = "never" if b["ratio_median"] is None else f"{_x(b['ratio_median'])}× analytic's budget"
     q25, q75 = b["ratio_q25"], b["ratio_q75"]
@@ -122,7 +122,7 @@ def statement(method: str, d: dict) -> str:
     text = f"{method}: median {median} (IQR {iqr}), {b['matched_seeds']}/{b['seeds']} seeds match"
     if r["mean"] is None:
         return text + f"; no incumbent at analytic's budget ({r['no_incumbent']}/{b['seeds']} seeds)"
-    text += f"; regret at analytic's budget {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]"
+    text += f"; regret at 1× {r['mean']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]"
     return text + (f" ({r['no_incumbent']} seed(s) without an incumbent)" if r["no_incumbent"] else "")
 
 

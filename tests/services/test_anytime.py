@@ -419,7 +419,7 @@ def test_quantiles_with_never_and_regret_on_uneven_spends():
 
 def test_compare_report_states_the_per_seed_figures(tmp_path, capsys):
     """The terminal end of compare, compare.md and the figure's legend say "median k× analytic's budget (IQR
-    a–b×), m/n seeds match; regret at analytic's budget r [lo, hi]", from anytime.json's own numbers."""
+    a–b×), m/n seeds match; regret at 1× r [lo, hi]", from anytime.json's own numbers."""
     grid, hist = make_grid(losses=("gce",), params=(0.3, 0.6), lrs=(0.01, 0.1), epochs=4)
     storage = write_experiment(tmp_path, grid, hist)
     rows = cmp.compare(grid, analytic_summary(top1=(50.0, 54.0)))
@@ -435,7 +435,7 @@ def test_compare_report_states_the_per_seed_figures(tmp_path, capsys):
         ratio = f"{b['ratio_median']:.2f}".rstrip("0").rstrip(".") + "× analytic's budget" \
             if b["ratio_median"] is not None else "never"
         line = f"{method}: median {ratio} (IQR "
-        tail = f"{b['matched_seeds']}/20 seeds match; regret at analytic's budget {r['mean']:+.2f} [{r['lo']:+.2f}, "
+        tail = f"{b['matched_seeds']}/20 seeds match; regret at 1× {r['mean']:+.2f} [{r['lo']:+.2f}, "
         assert line in out and tail in out and line in md and tail in md, method
     assert "## anytime" in md and "mean matched by" not in out
     fig = at.figure({"losses": {"gce": d}, "search_seeds": 20, "selection": "val"})
