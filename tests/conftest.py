@@ -94,3 +94,14 @@ def assert_quiet_output(out: str, *, max_line: int = 300) -> None:
     assert "Traceback" not in out and "Exception ignored" not in out, out[-4000:]
     longest = max(out.splitlines(), key=len)
     assert len(longest) <= max_line, longest
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Any attempt to connect to (or start) Ray fails the test: the refusals must come before it."""
+    from services import app, cluster
+
+    def refuse(*a, **k):
+        raise AssertionError("Ray was started")
+    monkeypatch.setattr(cluster, "connect", refuse)
+    monkeypatch.setattr(app, "connect", refuse)

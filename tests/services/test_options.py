@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from services import app, cluster, search
+from services import search
 from services.options import BY_NAME, MAY_CHANGE_ON_RESUME, OPTIONS, PAPER_KEYS
 from services.request import RESOLVED, RequestError, SweepRequest
 from services.spec import Fixed, TrialSpec
@@ -12,14 +12,6 @@ from sweeps import run
 from sweeps.run import CLIError, build_parser, parse_args
 
 TINY = {"dataset": "synthetic", "classes": 10, "dataset_args": "train_per_class=20,test_per_class=10", "batch_size": 32}
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("Ray was started")
-    monkeypatch.setattr(cluster, "connect", refuse)
-    monkeypatch.setattr(app, "connect", refuse)
 
 
 def test_every_option_is_a_field_a_flag_and_a_config_key(tmp_path):

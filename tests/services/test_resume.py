@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from services import app, cluster, resume
+from services import resume
 from services.request import SweepRequest
 from services.storage import resolve_storage
 from sweeps import run
@@ -49,15 +49,6 @@ def trial(exp, dirname, s: TrialSpec, epoch: int):
 
 def snapshot(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir()}
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Any attempt to connect to (or start) Ray fails the test: the refusals must come before it."""
-    def refuse(*a, **k):
-        raise AssertionError("Ray was started")
-    monkeypatch.setattr(cluster, "connect", refuse)
-    monkeypatch.setattr(app, "connect", refuse)
 
 
 def test_resume_with_a_different_request_is_refused_before_ray(tmp_path, no_ray, capsys):
