@@ -529,11 +529,9 @@ CALIBRATION_RECIPES: dict[str, Recipe] = {
                   reconstructed=True),
     "gce": Recipe("solve", (
         Reference("cifar10", (Step("q"),), "the paper's own example (Sec. 3.3, A.4: q = 0.7 established at 10 "
-                  "classes); measured at K = 1000 with the LR chosen on validation (benchmarks/results/"
-                  "many_classes_k1000.json, 3 seeds, paired): q = 0.261 beats K_ref = 100's q = 0.482 by +26.7 "
-                  "[+20.4, +33.1] points (searched lr) and +53.3 [+51.5, +55.1] (shared lr 0.1)"),
-        Reference("cifar100", (Step("q"),), "the CIFAR-100 setting (q = 0.7 at 100 classes), learns slower at "
-                  "K = 1000 (0.59x CE)")),
+                  "classes); at K = 1000 its q learns better than K_ref = 100's (benchmarks/README.md, §7)"),
+        Reference("cifar100", (Step("q"),), "the CIFAR-100 setting (q = 0.7 at 100 classes); learns slower at "
+                  "K = 1000 than K_ref = 10's q (benchmarks/README.md, §7)")),
         source="genCE+: q from the paper's method (Sec. 3.3); q(K) derived"),
     "nce_mae": Recipe("solve", (
         Reference("cifar100", _APL_FAMILY, "APL's CIFAR-100 setting (10, 1): alpha = 185 at K = 1000 keeps the term "
