@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from dynamic_bias import finite, machine, mean_sem, pm  # noqa: E402  (same machine record and statistics)
-from stats import gap_verdict  # noqa: E402
+from stats import gap_verdict, run_header  # noqa: E402
 
 SIZE = dict(classes=1000, train_per_class=20, test_per_class=5, epochs=8)
 SMOKE = dict(classes=200, train_per_class=2, test_per_class=1, epochs=1)
@@ -158,12 +158,7 @@ def markdown(result: dict) -> str:
 def write(result: dict, out_dir: str) -> None:
     with open(os.path.join(out_dir, "calibration_rule.json"), "w") as f:
         json.dump(finite(result), f, indent=1)
-    m0, m1 = result["machine_start"], result.get("machine_end", {})
-    head = (f"# NCE+AGCE+ under the calibration rule (issue 12)\n\nmachine: {m0['machine']}, {m0['date_utc']} → "
-            f"{m1.get('date_utc', 'running')}; uptime at start: `{m0['uptime']}`"
-            + (f", at end: `{m1['uptime']}`" if m1 else "")
-            + f"\n\ncommand: `{result['command']}`; one process, 1 torch thread; {len(result['runs'])} runs, "
-            f"{result['wall_seconds']:.0f} s\n")
+    head = run_header(result, "NCE+AGCE+ under the calibration rule", f"{len(result['runs'])} runs")
     with open(os.path.join(out_dir, "calibration_rule.md"), "w") as f:
         f.write(head + (markdown(result) if "summary" in result else ""))
 

@@ -28,12 +28,9 @@ last epoch (mean over seeds); final ``memorized``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +39,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from stats import finite  # noqa: E402  (shared by the benchmark scripts)
+from stats import finite, machine, run_header  # noqa: E402,F401  (shared by the benchmark scripts)
 from stats import mean_sem as _mean_sem  # noqa: E402
 
 
@@ -79,26 +76,6 @@ def config(s: dict, row: str, seed: int) -> dict:
             "loss": "mae" if mae else "ce", "logit_bias": theory.logit_bias(s["classes"], c=C) if mae else 0.0,
             "logit_bias_schedule": schedule(row, s["epochs"]), "lr": s["lr"], "batch_size": s["batch_size"],
             "epochs": s["epochs"], "seed": seed, "device": "cpu", "val_fraction": 0.1}
-
-
-def machine() -> dict:
-    import torch
-
-    return {"machine": "2-core, no GPU", "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
-
-
-def run_header(result: dict, title: str, counted: str) -> str:
-    """A results file's head: title, machine, start → end dates and uptimes (``machine()`` records), command, and
-    ``counted`` (what ran, e.g. "24 runs") with the wall time."""
-    start, end = result["machine_start"], result.get("machine_end")
-    return (f"# {title}\n\nmachine: {start['machine']}, {start['date_utc']} → "
-            f"{(end or {}).get('date_utc', 'running')}; uptime at start: `{start['uptime']}`"
-            + (f", at end: `{end['uptime']}`" if end else "")
-            + f"\n\ncommand: `{result['command']}`; one process, 1 torch thread; {counted}, "
-            f"{result['wall_seconds']:.0f} s\n")
 
 
 

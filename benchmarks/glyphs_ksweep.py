@@ -103,7 +103,7 @@ def table(res: dict) -> list[str]:
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Glyph K-sweep (printed Chinese characters, held-out typefaces)\n",
+    lines = ["# Glyph K-sweep (printed Chinese characters, held-out typefaces)\n",
              f"Setup: {json.dumps(gr.SETUP)}; seeds {list(gr.SEEDS)}; test top-1 (%) at the last epoch, mean ± s.e.m.\n",
              *table(res)]
     lines += ["", "Learning rates (pilot pick, K = 10 uses K = 100's): " + "; ".join(

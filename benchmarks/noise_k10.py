@@ -23,12 +23,9 @@ data, noise, split, initialisation and batch order (deterministic on CPU).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from stats import finite, mean_sem  # noqa: E402  (shared by the benchmark scripts)
+from stats import finite, machine, mean_sem  # noqa: E402,F401  (shared by the benchmark scripts)
 
 K = 10
 PER_CLASS, TEST_PER_CLASS, EPOCHS, BATCH = 150, 100, 30, 32
@@ -174,16 +171,6 @@ def markdown(summary: dict, noise_rates, seeds: int) -> str:
     for src, v in PAPER:
         lines.append(f"| {src} | " + " | ".join(fmt(*v[k]) for k in ("CE", "MAE*", "GCE", "NCE+MAE")) + " |")
     return "\n".join(lines)
-
-
-def machine() -> dict:
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    import torch
-
-    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{os.cpu_count()}-core CPU, no GPU ({platform.processor() or platform.machine()})",
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
-            "uptime": load, "note": "Pool of 1 process, 1 torch thread; the machine is shared (see uptime)"}
 
 
 def main(argv=None) -> int:

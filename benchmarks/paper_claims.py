@@ -31,7 +31,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,6 +38,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+from stats import machine  # noqa: E402  (the shared machine record)
 
 LOSSES = ["ce", "mae", "mae*", "gce", "gce+", "nce_mae", "nce_mae+", "nce_agce", "nce_agce+"]
 PUBLISHED = {  # CIFAR-10 column of robustloss_core.presets (the "K <= 10 style" published values)
@@ -339,16 +340,6 @@ def figures(rows: list[dict], out: str, losses, ks, noise, theory_figs: bool = T
             ks, os.path.join(out, "error_curves.png"), logit_bias="auto"))
         paths.append(plots.plot_logit_bias_vs_classes(os.path.join(out, "epsilon_vs_K.png"), c=[0.1, 0.25, 0.5]))
     return paths
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def main(argv=None) -> int:
