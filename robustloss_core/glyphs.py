@@ -162,8 +162,9 @@ class _Renderer:
                                 resample=Image.Resampling.BICUBIC)
         return np.asarray(img.reduce(2), dtype=np.uint8)
 
-    def has(self, ch: str) -> bool:
-        g = self.render(ch)
+    def has(self, ch: str, plain: np.ndarray | None = None) -> bool:
+        """Whether the face draws ``ch`` (``plain``: its unjittered rendering, if already made)."""
+        g = self.render(ch) if plain is None else plain
         return bool(g.max() > 0) and not np.array_equal(g, self.notdef)
 
 
@@ -190,13 +191,14 @@ def render_arrays(classes: int, renders: int, image_size: int, test_families: tu
         used[split].append(face.name)
         gone = 0
         for y, ch in enumerate(chars):
-            if not rend.has(ch):
+            plain = rend.render(ch)
+            if not rend.has(ch, plain):
                 gone += 1
                 continue
-            jit = [_jitter(subset_seed, face_no, ch, r) for r in range(renders)] if split == "train" else [(1, 0, 0, 0)]
-            for j in jit:
-                xs[split].append(rend.render(ch, *j))
-                ys[split].append(y)
+            images = [rend.render(ch, *_jitter(subset_seed, face_no, ch, r)) for r in range(renders)] \
+                if split == "train" else [plain]
+            xs[split].extend(images)
+            ys[split].extend([y] * len(images))
         if gone:
             missing[face.name] = gone
     for split in ("train", "test"):

@@ -100,7 +100,7 @@ def test_a_missing_glyph_is_detected_left_out_and_counted(cache, monkeypatch):
     assert r.has("啊") and not r.has("\U0001F600") and not r.has("\U0010FFFD")   # an emoji: not in a CJK face
     chars = glyphs.class_chars(5)
     real_has = glyphs._Renderer.has
-    monkeypatch.setattr(glyphs._Renderer, "has", lambda self, ch: real_has(self, ch) and not (
+    monkeypatch.setattr(glyphs._Renderer, "has", lambda self, ch, plain=None: real_has(self, ch, plain) and not (
         ch == chars[2] and self.font.getname()[0].startswith("Noto Sans")))
     b = ds.build_dataset("glyphs", classes=5, renders=1)
     noto_sans = [f.name for f in glyphs.installed_faces() if f.family == "noto-sans"]
