@@ -65,3 +65,27 @@ def test_analytic_rows_use_the_calibration_not_the_published_values():
     assert gr.loss_setting("MAE*", 1000)[1] == pytest.approx(theory.logit_bias(1000))
     assert gr.loss_setting("GCE+", 10)[2]["q"] == pytest.approx(0.7)   # K = K_ref: the reference value
     assert gr.loss_setting("NF-MAE+", 1000)[2]["alpha"] > 100 > gr.loss_setting("NF-MAE", 1000)[2]["alpha"]
+
+
+def test_real_optuna_run_budget_to_match_follows_the_validation_incumbent():
+    import glyphs_k1000 as gk1
+
+    # finishing order (ended_at) differs from the list order; the incumbent is picked on val, judged on test
+    rows = [{"status": "ok", "epochs": 20, "ended_at": 3.0, "val_top1": 0.50, "test_top1": 0.60, "lr": 0.1,
+             "logit_bias": 4.0, "params": {}},
+            {"status": "ok", "epochs": 20, "ended_at": 1.0, "val_top1": 0.30, "test_top1": 0.20, "lr": 0.3,
+             "logit_bias": 1.0, "params": {}},
+            {"status": "error", "epochs": 3, "ended_at": 0.5, "val_top1": 0.9, "test_top1": 0.9},
+            {"status": "ok", "epochs": 20, "ended_at": 2.0, "val_top1": 0.20, "test_top1": 0.58, "lr": 0.03,
+             "logit_bias": 7.0, "params": {}}]
+    analytic = {"top1_mean": 59.0, "tolerance": 0.5, "budget": 40}
+    rec = gk1.optuna_record(rows, analytic, {"median": 40.0, "q25": 20.0, "q75": 60.0, "matched_seeds": 20,
+                                             "seeds": 20, "per_seed": [1]})
+    # trial 2 (ended 2.0) has the better test top-1 but a worse val: the incumbent stays at 20 % until trial 3
+    assert [t["incumbent_test_top1"] for t in rec["trace"]] == [20.0, 20.0, 60.0]
+    assert rec["trial_epochs"] == 60 and rec["budget_to_match"] == 60 and rec["ratio_to_match"] == 1.5
+    assert rec["pick"]["logit_bias"] == 4.0 and rec["pick_minus_analytic"] == 1.0
+    assert rec["replay_tpe"] == {"median": 40.0, "q25": 20.0, "q75": 60.0, "matched_seeds": 20, "seeds": 20}
+    never = gk1.optuna_record(rows, dict(analytic, top1_mean=70.0), None)
+    assert never["budget_to_match"] is None and never["ratio_to_match"] is None and "replay_tpe" not in never
+    assert "never" in gk1.optuna_markdown({"mae": never})

@@ -78,3 +78,28 @@ def test_aggregate_of_the_committed_records(tmp_path):
     best = res["setup"]["fitted"]["best"]
     assert best == min(res["setup"]["fitted"]["candidates"], key=lambda c: c["distance"])
     assert (best["gamma"], best["epoch"]) == (fr.FIT["gamma"], fr.FIT["report_epoch"])   # the preset is the fit's choice
+
+
+def test_fit5_picks_the_group_and_epoch_with_the_least_mean_residual_over_five_cells():
+    paper = {0.0: 90.0, 0.1: 86.0, 0.2: 80.0, 0.4: 63.0, 0.6: 46.0}
+    runs = []
+    # group (γ 1.0, batch 64): test top-1 = paper + |e - 3| at every cell -> residual 0 at epoch 3 of 5 (interior)
+    for rate, target in paper.items():
+        cfg = fr.run_config(noise_rate=rate, gamma=1.0, batch=64, epochs=5, val_fraction=0.0)
+        runs.append(_record(cfg, 5, top1=lambda e, t=target: t + abs(e - 3)))
+    # group (γ 0.9, batch 128): 0.5 below the paper everywhere, but one cell missing -> never the pick
+    for rate, target in list(paper.items())[:4]:
+        cfg = fr.run_config(noise_rate=rate, gamma=0.9, batch=128, epochs=5, val_fraction=0.0)
+        runs.append(_record(cfg, 5, top1=lambda e, t=target: t - 0.5))
+    # excluded: the 10 % hold-out, another seed, another lr
+    bad = fr.run_config(noise_rate=0.4, gamma=0.95, batch=64, epochs=5)
+    runs += [_record(bad, 5, top1=lambda e: 63.0), _record(dict(bad, val_fraction=0.0, seed=1), 5, top1=lambda e: 63.0),
+             _record(dict(bad, val_fraction=0.0, lr=0.01), 5, top1=lambda e: 63.0)]
+    fit = agg.fit5_choice(runs, paper)
+    assert [(g["gamma"], g["batch"]) for g in fit["groups"]] == [(0.9, 128), (1.0, 64)]
+    partial = fit["groups"][0]
+    assert partial["best"] is None and partial["last"]["residuals"] == {0.0: -0.5, 0.1: -0.5, 0.2: -0.5, 0.4: -0.5}
+    best = fit["best"]
+    assert (best["gamma"], best["batch"], best["epoch"], best["mean_abs_residual"]) == (1.0, 64, 3, 0.0)
+    assert fit["groups"][1]["last"]["mean_abs_residual"] == 2.0   # epoch 5: |5 - 3| = 2 at all five cells
+    assert best["edge"] == ["γ = 1 is the largest searched", "batch 64 is the smallest searched"]
