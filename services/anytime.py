@@ -115,7 +115,31 @@ def epoch_results(storage: st.Storage, name: str) -> dict[tuple, dict[int, dict]
             config = rec.get("config") or {}
             if "loss" in config and "lr" in config and rec.get("epoch") is not None:
                 out[run_key(_result_row(config))][int(rec["epoch"])] = rec
+    _fill_from_checkpoints(storage, name, out)
     return dict(out)
+
+
+def _fill_from_checkpoints(storage: st.Storage, name: str, out: dict) -> None:
+    """Epochs a trial finished but whose report never reached ``result.json`` (a driver killed between the
+    worker's report and Tune's logging; ``--resume`` keeps such a trial from its checkpoint and never reruns it),
+    taken from the furthest checkpoint's engine history. Compute is known at the checkpoint's own epoch (its
+    elapsed time); an earlier filled epoch gets the same pro rata by epoch."""
+    from services import salvage
+
+    for hit in salvage.scan(storage, name).values():
+        content, spec = hit["content"], hit["content"]["spec"]
+        if "state" not in content or spec.get("role", "main") != "main":
+            continue
+        state = content["state"]
+        have = out[run_key(_result_row(spec["hparams"]))]
+        last = int(state["epoch"])
+        workers = float(spec.get("resources", {}).get("num_workers") or 1)
+        elapsed = float(state.get("robustloss_elapsed") or 0.0)
+        for m in state.get("history") or []:
+            e = int(m["epoch"])
+            if e <= last and e not in have:
+                t = elapsed * e / last
+                have[e] = {**m, "trial_seconds": t, "worker_seconds": t * workers, "from_checkpoint": True}
 
 
 def _mean(values: list) -> float | None:
