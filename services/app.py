@@ -114,7 +114,7 @@ def run_grid(req: SweepRequest, storage, name: str, resume: bool, missing=None) 
     fixed = _fixed(req, "grid")
     hparams, lrs = grid_trials(req, fixed)
     strategy = search.STRATEGIES[req.search]
-    print(strategy.describe(hparams, req.num_samples, fixed.train["epochs"], req.seeds), flush=True)
+    print(strategy.describe(hparams, req.num_samples, fixed.train["epochs"], req.seeds, req.scheduler), flush=True)
     seconds = print_estimate(req, fixed, strategy.trials(hparams, req.num_samples))
     progress.set_phase("grid", seconds, quiet=req.quiet)
     res = sweeps.run_sweep(storage, name, fixed, hparams, resume=resume, search=req.search, scheduler=req.scheduler,

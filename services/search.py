@@ -157,7 +157,7 @@ class Strategy:
     def trials(self, hparams: list, num_samples: int | None) -> int:
         return len(hparams)
 
-    def describe(self, hparams: list, num_samples: int | None, epochs: int, seeds: int) -> str:
+    def describe(self, hparams: list, num_samples: int | None, epochs: int, seeds: int, scheduler: str = "auto") -> str:
         raise NotImplementedError
 
     def plan(self, sweep: Sweep, resume: bool) -> tuple[list[dict], int]:
@@ -177,12 +177,13 @@ class Strategy:
 class Grid(Strategy):
     help = "the full grid"
 
-    def describe(self, hparams, num_samples, epochs, seeds) -> str:
+    def describe(self, hparams, num_samples, epochs, seeds, scheduler="auto") -> str:
         losses = list(dict.fromkeys(h["loss"] for h in hparams))
         per_loss = ", ".join(f"{loss.upper()} {sum(h['loss'] == loss for h in hparams)}" for loss in losses)
         lrs = {h["lr"] for h in hparams}
+        sched = SCHEDULERS[self.scheduler if scheduler == "auto" else scheduler]
         return (f"grid: {len(hparams)} trial(s) of {epochs} epoch(s) ({per_loss}; {len(lrs)} learning rate(s) x "
-                f"{seeds} seed(s))")
+                f"{seeds} seed(s))" + (f", stopped early by {sched.label}" if sched.uses_metric else ""))
 
     def plan(self, sweep: Sweep, resume: bool) -> tuple[list[dict], int]:
         from services import salvage
@@ -205,7 +206,7 @@ class Grid(Strategy):
 
 
 class Optuna(Strategy):
-    help = "TPE + ASHA on the same budget"
+    help = "TPE"
     label = "TPE"
     samples = True
     scheduler = "asha"
@@ -219,8 +220,10 @@ class Optuna(Strategy):
     def trials(self, hparams, num_samples) -> int:
         return num_samples or len(hparams)
 
-    def describe(self, hparams, num_samples, epochs, seeds) -> str:
-        return f"{type(self).__name__.lower()}: {self.trials(hparams, num_samples)} trial(s) ({self.help} over the grid's ranges)"
+    def describe(self, hparams, num_samples, epochs, seeds, scheduler="auto") -> str:
+        sched = SCHEDULERS[self.scheduler if scheduler == "auto" else scheduler]
+        how = self.help + (f" + {sched.label}" if sched.uses_metric else "")
+        return f"{type(self).__name__.lower()}: {self.trials(hparams, num_samples)} trial(s) ({how} over the grid's ranges)"
 
     def plan(self, sweep: Sweep, resume: bool) -> tuple[list[dict], int]:
         done = []
