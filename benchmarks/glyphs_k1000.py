@@ -45,15 +45,15 @@ def optuna_record(rows: list[dict], analytic: dict, replay: dict | None) -> dict
         spent += int(r["epochs"])
         if best is None or r["val_top1"] > best["val_top1"]:
             best = r
-        trace.append({"trial_epochs": spent, "incumbent_test_top1": round(100 * best["test_top1"], 2)})
-        if matched_at is None and 100 * best["test_top1"] >= target:
+        trace.append({"trial_epochs": spent, "incumbent_test_top1": best["test_top1"]})
+        if matched_at is None and best["test_top1"] >= target:
             matched_at = spent
     out = {"trials": [{k: r.get(k) for k in KEEP} for r in done], "trial_epochs": spent, "trace": trace,
            "pick": {k: best.get(k) for k in ("logit_bias", "params", "lr", "val_top1", "test_top1")} if best else None,
            "analytic_mean": analytic["top1_mean"], "tolerance": analytic["tolerance"],
            "analytic_budget": analytic["budget"], "budget_to_match": matched_at,
            "ratio_to_match": None if matched_at is None else round(matched_at / analytic["budget"], 3),
-           "pick_minus_analytic": None if best is None else round(100 * best["test_top1"] - analytic["top1_mean"], 2)}
+           "pick_minus_analytic": None if best is None else round(best["test_top1"] - analytic["top1_mean"], 2)}
     if replay is not None:
         out["replay_tpe"] = {k: replay.get(k) for k in ("median", "q25", "q75", "matched_seeds", "seeds")}
     return out
@@ -74,7 +74,7 @@ def optuna_markdown(records: dict) -> str:
         match = "never" if r["budget_to_match"] is None else \
             f"{r['budget_to_match']} ({r['ratio_to_match']:g}× analytic's {r['analytic_budget']})"
         lines.append(f"| {loss.upper()} | {len(r['trials'])} ({r['trial_epochs']}) | {knob}, lr {p.get('lr', 0):.3g} | "
-                     f"{100 * p.get('test_top1', 0):.2f} | {r['analytic_mean']:.2f} | {r['pick_minus_analytic']:+.2f} | "
+                     f"{p.get('test_top1', 0):.2f} | {r['analytic_mean']:.2f} | {r['pick_minus_analytic']:+.2f} | "
                      f"{match} | {rep_s} |")
     lines += ["", "Budget to match: trial-epochs until the incumbent (best noisy-validation top-1 so far, trials in "
               "finishing order) first reaches analytic's mean test top-1 minus analytic's s.e.m. (anytime.json's "

@@ -71,12 +71,12 @@ def test_real_optuna_run_budget_to_match_follows_the_validation_incumbent():
     import glyphs_k1000 as gk1
 
     # finishing order (ended_at) differs from the list order; the incumbent is picked on val, judged on test
-    rows = [{"status": "ok", "epochs": 20, "ended_at": 3.0, "val_top1": 0.50, "test_top1": 0.60, "lr": 0.1,
+    rows = [{"status": "ok", "epochs": 20, "ended_at": 3.0, "val_top1": 50.0, "test_top1": 60.0, "lr": 0.1,
              "logit_bias": 4.0, "params": {}},
-            {"status": "ok", "epochs": 20, "ended_at": 1.0, "val_top1": 0.30, "test_top1": 0.20, "lr": 0.3,
+            {"status": "ok", "epochs": 20, "ended_at": 1.0, "val_top1": 30.0, "test_top1": 20.0, "lr": 0.3,
              "logit_bias": 1.0, "params": {}},
-            {"status": "error", "epochs": 3, "ended_at": 0.5, "val_top1": 0.9, "test_top1": 0.9},
-            {"status": "ok", "epochs": 20, "ended_at": 2.0, "val_top1": 0.20, "test_top1": 0.58, "lr": 0.03,
+            {"status": "error", "epochs": 3, "ended_at": 0.5, "val_top1": 90.0, "test_top1": 90.0},
+            {"status": "ok", "epochs": 20, "ended_at": 2.0, "val_top1": 20.0, "test_top1": 58.0, "lr": 0.03,
              "logit_bias": 7.0, "params": {}}]
     analytic = {"top1_mean": 59.0, "tolerance": 0.5, "budget": 40}
     rec = gk1.optuna_record(rows, analytic, {"median": 40.0, "q25": 20.0, "q75": 60.0, "matched_seeds": 20,
