@@ -32,6 +32,7 @@ PAPER_T5 = {
     "genCE": {0.0: (89.76, 0.07), 0.1: (89.49, 0.05), 0.2: (89.09, 0.10), 0.4: (87.70, 0.12), 0.6: (80.86, 0.19)},
     "NF-MAE": {0.0: (89.13, 0.03), 0.1: (88.99, 0.04), 0.2: (88.62, 0.06), 0.4: (87.86, 0.10), 0.6: (86.26, 0.08)},
     "NCE-MAE": {0.0: (89.14, 0.03), 0.1: (88.95, 0.06), 0.2: (88.59, 0.05), 0.4: (87.79, 0.08), 0.6: (86.24, 0.06)},
+    "biTemp": {0.0: (90.19, 0.08), 0.1: (86.46, 0.11), 0.2: (80.33, 0.15), 0.4: (64.11, 0.37), 0.6: (45.77, 0.29)},
 }
 
 
@@ -109,7 +110,9 @@ def fit5_choice(runs: list[dict], paper: dict = fr.PAPER_CE) -> dict:
                 or c["momentum"] != 0.9 or c.get("val_fraction", 0.1) != 0.0 or c["noise_rate"] not in paper):
             continue
         key = (c["lr_schedule"].get("gamma", 1.0), c["batch_size"])
-        curves.setdefault(key, {})[c["noise_rate"]] = [h["test_top1"] for h in r["history"]]
+        curve = [h["test_top1"] for h in r["history"]]
+        if len(curve) > len(curves.setdefault(key, {}).get(c["noise_rate"], [])):   # the longest run of a cell
+            curves[key][c["noise_rate"]] = curve
     groups, best = [], None
     for (gamma, batch), cells in sorted(curves.items()):
         length = min(map(len, cells.values()))
@@ -137,11 +140,15 @@ def fit5_choice(runs: list[dict], paper: dict = fr.PAPER_CE) -> dict:
             "groups": groups, "best": best}
 
 
-def table5_rows(runs: list[dict]) -> list[dict]:
+def table5_rows(runs: list[dict], plan: dict | None = None, report_epoch: int | None = None) -> list[dict]:
+    """One row per (paper label, noise rate) of ``plan`` (default: Table 5 at the first fit's setup), each seed's
+    test top-1 at ``report_epoch`` (a longer run of the same config stands for a shorter one)."""
     rows = []
-    for (label, rate), cfgs in fr.table5_plan().items():
+    plan = fr.table5_plan() if plan is None else plan
+    report_epoch = fr.FIT["report_epoch"] if report_epoch is None else report_epoch
+    for (label, rate), cfgs in plan.items():
         done = [r for r in (fr.find_record(c, runs) for c in cfgs) if r is not None]
-        done = [{**r, "history": r["history"][:fr.FIT["report_epoch"]]} for r in done]
+        done = [{**r, "history": r["history"][:report_epoch]} for r in done]
         finals = [_final(r).get("test_top1") for r in done]
         m, s = mean_sem([v for v in finals if v is not None and math.isfinite(v)]) if finals else (None, None)
         s = None if s is None or not math.isfinite(s) else s   # one seed: no s.e.m.
@@ -171,11 +178,20 @@ def _per_seed(row: dict) -> dict:
     return {s: v for s, v in zip(row["seeds"], row["top1_per_seed"]) if v is not None and math.isfinite(v)}
 
 
-def claims(rows: list[dict]) -> list[dict]:
-    """Each of CLAIMS with the paper's gap, ours (paired 95 % interval), its verdict and the README wording."""
+# At the refit (issue 30, item 3): Table 5's own sentence "MAE* performed best under all loss functions", as
+# MAE* against each other row at 40 % and 60 % (biTemp at 40 % only), and each robust loss against CE.
+REFIT_CLAIMS = ([("MAE*", rate, other, rate) for rate in (0.4, 0.6) for other in ("genCE", "NCE-MAE", "NF-MAE", "CE")]
+                + [("MAE*", 0.4, "biTemp", 0.4)]
+                + [(loss, rate, "CE", rate) for rate in (0.4, 0.6) for loss in ("genCE", "NCE-MAE", "NF-MAE")]
+                + [("MAE*", 0.0, "MAE", 0.0), ("CE", 0.0, "CE", 0.4)])
+
+
+def claims(rows: list[dict], which: list[tuple] = CLAIMS) -> list[dict]:
+    """Each claim of ``which`` with the paper's gap, ours (paired 95 % interval), its verdict and the README
+    wording."""
     by = {(r["loss"], r["noise_rate"]): r for r in rows}
     out = []
-    for a, ra, b, rb in CLAIMS:
+    for a, ra, b, rb in which:
         if (a, ra) not in by or (b, rb) not in by:
             continue
         A, B = by[(a, ra)], by[(b, rb)]
@@ -203,10 +219,10 @@ def vs_paper(row: dict) -> dict:
     return {"gap": gap, "ci95": [gap - half, gap + half]}
 
 
-def markdown(res: dict) -> str:
+def rows_markdown(rows: list[dict], claim_rows: list[dict]) -> list[str]:
     lines = ["| loss | noise | ours (mean ± s.e.m., seeds) | paper Table 5 | ours − paper [95% CI] | lr | epochs |",
              "|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
+    for r in rows:
         if not r["seeds"]:
             continue
         ours = f"{r['top1_mean']:.2f} ± {r['top1_sem']:.2f} ({len(r['seeds'])})" if r["top1_sem"] is not None \
@@ -217,14 +233,45 @@ def markdown(res: dict) -> str:
             f" [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" if d.get("ci95") else "")
         lines.append(f"| {r['loss']} | {int(100 * r['noise_rate'])} % | {ours} | {paper} | {diff} | {r['lr']:g} | "
                      f"{r['epochs']} |")
-    if res.get("claims"):
+    if claim_rows:
         lines += ["", "| the paper's claim | paper's gap | ours [95% CI, paired over seeds] | seeds | verdict |",
                   "|---|---|---|---|---|"]
-        for c in res["claims"]:
+        for c in claim_rows:
             ci = "" if not c["ci95"] else f" [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]"
             ours = "—" if c["gap"] is None else f"{c['gap']:+.2f}{ci}"
             pg = "—" if c["paper_gap"] is None else f"{c['paper_gap']:+.2f}"
             lines.append(f"| {c['claim']} | {pg} | {ours} | {len(c['seeds'])} | {c['wording']} |")
+    return lines
+
+
+def fit5_markdown(fit: dict) -> list[str]:
+    """Per (γ, batch): its best epoch and residuals where all five cells ran, else its last epoch's residuals."""
+    rates = [float(k) for k in fit["paper"]]
+    lines = ["| γ | batch | cells run | epochs run | E | " + " | ".join(f"{int(100 * r)} %" for r in rates)
+             + " | mean abs residual |", "|---|---|---|---|---|" + "---|" * len(rates) + "---|"]
+    for g in fit["groups"]:
+        p = g["best"] or g["last"]
+        res = [f"{p['residuals'][r]:+.2f}" if r in p["residuals"] else "—" for r in rates]
+        crit = "—" if p["mean_abs_residual"] is None else f"{p['mean_abs_residual']:.2f}"
+        lines.append(f"| {g['gamma']:g} | {g['batch']} | {len(g['cells'])}/5 | {g['epochs_run']} | "
+                     f"{p['epoch']}{'' if g['best'] else ' (last)'} | " + " | ".join(res) + f" | {crit} |")
+    b = fit.get("best")
+    if b:
+        lines += ["", f"Best: γ = {b['gamma']:g}, batch {b['batch']}, E = {b['epoch']}: mean |residual| "
+                      f"{b['mean_abs_residual']:.2f} points; on the search's edge: {'; '.join(b['edge']) or 'no'}."]
+    return lines
+
+
+def markdown(res: dict) -> str:
+    lines = rows_markdown(res["rows"], res.get("claims"))
+    refit = res.get("refit")
+    if refit:
+        lines += ["", "## Refit (issue 30): CE's five Table 5 cells, residual = ours − paper (seed 0)", ""]
+        lines += fit5_markdown(refit["fitted"])
+        if refit["rows"]:
+            lines += ["", f"## Predictions at the refit (γ {refit['setup']['gamma']:g}, batch "
+                          f"{refit['setup']['batch']}, {refit['setup']['epochs']} epochs, all 60 000 images)", ""]
+            lines += rows_markdown(refit["rows"], refit["claims"])
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +286,12 @@ def main(argv=None) -> int:
     rows = [{**r, "vs_paper": vs_paper(r)} for r in table5_rows(runs)]
     res = {"setup": {**fr.SETUP, "fitted": fit_choice(runs)}, "fit": fit, "rows": rows, "claims": claims(rows),
            "compare": []}
+    try:
+        refit_rows = [{**r, "vs_paper": vs_paper(r)} for r in table5_rows(runs, fr.predict_plan(), fr.REFIT["epochs"])]
+    except ValueError:   # the five-cell fit has not decided yet
+        refit_rows = []
+    res["refit"] = {"setup": dict(fr.REFIT), "fitted": fit5_choice(runs), "rows": refit_rows,
+                    "claims": claims(refit_rows, REFIT_CLAIMS)}
     if a.compare:
         with open(a.compare) as f:
             cmp_doc = json.load(f)

@@ -58,7 +58,7 @@ def test_aggregate_of_the_committed_records(tmp_path):
     assert agg.main(["--out", str(tmp_path / "fm")]) == 0
     res = json.loads((tmp_path / "fm.json").read_text())
     rows = {(r["loss"], r["noise_rate"]): r for r in res["rows"]}
-    for label in agg.PAPER_T5:
+    for label in fr.TABLE5_LOSSES:
         r = rows[(label, 0.4)]
         assert r["seeds"] == [0, 1, 2] and r["complete"] and r["paper_mean"] == agg.PAPER_T5[label][0.4][0]
         assert r["top1_mean"] == pytest.approx(sum(r["top1_per_seed"]) / 3)
