@@ -159,7 +159,7 @@ def table5_rows(runs: list[dict], plan: dict | None = None, report_epoch: int | 
                      "top1_mean": m, "top1_sem": s, "top1_per_seed": finals,
                      "memorized_final": [_final(r).get("memorized") for r in done],
                      "val_top1_final": [_final(r).get("val_top1") for r in done],
-                     "paper_mean": paper[0], "paper_sem": paper[1], "epochs": c0["epochs"], "lr": c0["lr"],
+                     "paper_mean": paper[0], "paper_sem": paper[1], "epochs": report_epoch, "lr": c0["lr"],
                      "registered_loss": c0["loss"], "logit_bias": c0["logit_bias"],
                      "wall_s_per_seed": [r["wall_s"] for r in done],
                      "source": [r.get("truncated_from") or r["name"] for r in done]})
@@ -286,10 +286,8 @@ def main(argv=None) -> int:
     rows = [{**r, "vs_paper": vs_paper(r)} for r in table5_rows(runs)]
     res = {"setup": {**fr.SETUP, "fitted": fit_choice(runs)}, "fit": fit, "rows": rows, "claims": claims(rows),
            "compare": []}
-    try:
-        refit_rows = [{**r, "vs_paper": vs_paper(r)} for r in table5_rows(runs, fr.predict_plan(), fr.REFIT["epochs"])]
-    except ValueError:   # the five-cell fit has not decided yet
-        refit_rows = []
+    refit_rows = [] if fr.REFIT["epochs"] is None else \
+        [{**r, "vs_paper": vs_paper(r)} for r in table5_rows(runs, fr.predict_plan(), fr.REFIT["epochs"])]
     res["refit"] = {"setup": dict(fr.REFIT), "fitted": fit5_choice(runs), "rows": refit_rows,
                     "claims": claims(refit_rows, REFIT_CLAIMS)}
     if a.compare:
