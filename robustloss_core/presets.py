@@ -181,13 +181,14 @@ TRAINING_SETUPS: dict[str, dict] = {
 }
 
 # MLP1024 appendix setup (Fashion-MNIST / CIFAR-10): SGD, no weight decay, an exponential LR decay per epoch,
-# images only normalised (paper A.1: no augmentation). The decay factor and the epoch count are lost in the
-# paper's text: fitted on the real Fashion-MNIST to the paper's CE rows alone (Table 6 clean 90.20, Table 5 40 %
-# 63.04): factor 1.0 (no decay) and 60 epochs; 0.95 kept CE from memorising (benchmarks/README.md, "Real
-# Fashion-MNIST"). Batch size 128 and momentum 0.9 kept, not fitted (reconstructed).
-MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "constant"}, 60, 128,
+# images only normalised (paper A.1: no augmentation). The decay factor, epoch count and batch size are lost in the
+# paper's text: fitted on the real Fashion-MNIST (all 60 000 training images) to CE's five Table 5 cells (0-60 %
+# symmetric noise) over γ ∈ {0.9, 0.95, 0.97, 1.0} × batch {64, 128} × E ≤ 100: γ = 1.0 (no decay: a departure from
+# the paper's stated schedule; every γ < 1 keeps CE from memorising as far as the paper's CE did), batch 64, E = 68,
+# mean |residual| 0.97 points (benchmarks/fashionmnist_mlp1024.py, `refit`). Momentum 0.9 kept (reconstructed).
+MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "constant"}, 68, 64,
                        "paper A.1 (MLP1024: SGD, no weight decay, exponential LR decay, normalise only); decay factor "
-                       "1.0 and 60 epochs fitted to the paper's CE rows on the real Fashion-MNIST "
+                       "1.0, batch 64 and 68 epochs fitted to CE's five Table 5 cells on the real Fashion-MNIST "
                        "(benchmarks/fashionmnist_mlp1024.py)",
                        ("batch_size", "lr_schedule", "epochs"), augment=False)
 

@@ -77,7 +77,22 @@ def test_aggregate_of_the_committed_records(tmp_path):
             assert c["interval"] == "paired" and c["ci95"] == pytest.approx([ci.low, ci.high])
     best = res["setup"]["fitted"]["best"]
     assert best == min(res["setup"]["fitted"]["candidates"], key=lambda c: c["distance"])
-    assert (best["gamma"], best["epoch"]) == (fr.FIT["gamma"], fr.FIT["report_epoch"])   # the preset is the fit's choice
+    assert (best["gamma"], best["epoch"]) == (fr.FIT["gamma"], fr.FIT["report_epoch"])   # Table 5's rows: the first fit
+    # the refit (five CE cells) chose REFIT, and the product's preset is that choice
+    from robustloss_core import presets
+
+    refit = res["refit"]["fitted"]["best"]
+    assert (refit["gamma"], refit["batch"], refit["epoch"]) == (fr.REFIT["gamma"], fr.REFIT["batch"], fr.REFIT["epochs"])
+    setup = presets.MLP1024_SETUP
+    assert (setup["lr_schedule"]["kind"] == "constant") == (refit["gamma"] == 1.0)
+    assert (setup["batch_size"], setup["epochs"]) == (refit["batch"], refit["epoch"])
+    # README's refit table and its late-epoch residuals are the results file's
+    readme = (REPO / "README.md").read_text()
+    assert "\n".join(agg.fit5_markdown(res["refit"]["fitted"])[:-2]) in readme
+    late = " / ".join(f"{v:+.2f}" for v in refit["late_mean_residuals"].values())
+    assert f"over epochs {refit['late_epochs'][0]}–{refit['late_epochs'][1]} the mean residuals are {late}" in readme
+    assert len(refit["residuals"]) == 5 and refit["mean_abs_residual"] == pytest.approx(
+        sum(map(abs, refit["residuals"].values())) / 5, abs=1e-3)
 
 
 def test_fit5_picks_the_group_and_epoch_with_the_least_mean_residual_over_five_cells():
