@@ -89,6 +89,7 @@ def test_aggregate_of_the_committed_records(tmp_path):
     # README's refit table and its late-epoch residuals are the results file's
     readme = (REPO / "README.md").read_text()
     assert "\n".join(agg.fit5_markdown(res["refit"]["fitted"])[:-2]) in readme
+    assert "\n".join(agg.rows_markdown(res["refit"]["rows"], [])) in readme   # the predictions so far
     late = " / ".join(f"{v:+.2f}" for v in refit["late_mean_residuals"].values())
     assert f"over epochs {refit['late_epochs'][0]}–{refit['late_epochs'][1]} the mean residuals are {late}" in readme
     assert len(refit["residuals"]) == 5 and refit["mean_abs_residual"] == pytest.approx(
