@@ -91,10 +91,12 @@ def _result_row(config: dict) -> dict:
             "seed": main.get("seed", 0)}
 
 
-def epoch_results(storage: st.Storage, name: str) -> dict[tuple, dict[int, dict]]:
+def epoch_results(storage: st.Storage, name: str, summary: dict | None = None) -> dict[tuple, dict[int, dict]]:
     """{run key: {epoch: reported metrics}} from every trial folder's ``result.json`` of experiment ``name``.
     A resumed trial's epochs are spread over its folders and a retried one repeats some: merged by epoch
-    (the later report wins); a line a killed driver cut short is skipped."""
+    (the later report wins); a line a killed driver cut short is skipped. Epochs missing from every
+    ``result.json`` come from the trials' checkpoints — read only when ``summary`` (the experiment's) has a
+    finished trial with fewer reported epochs than it ran, or when no summary is given."""
     from pyarrow import fs as pafs
 
     out: dict[tuple, dict[int, dict]] = defaultdict(dict)
@@ -115,7 +117,9 @@ def epoch_results(storage: st.Storage, name: str) -> dict[tuple, dict[int, dict]
             config = rec.get("config") or {}
             if "loss" in config and "lr" in config and rec.get("epoch") is not None:
                 out[run_key(_result_row(config))][int(rec["epoch"])] = rec
-    _fill_from_checkpoints(storage, name, out)
+    if summary is None or any(r.get("status") == "ok" and len(out.get(run_key(r), ())) < int(r["epochs"])
+                              for r in summary["runs"]):   # read checkpoints only when an epoch is missing
+        _fill_from_checkpoints(storage, name, out)
     return dict(out)
 
 
@@ -404,7 +408,7 @@ def write_when_complete(storage: st.Storage, name: str, rows: list[dict], *, gri
         return {}
     summary = storage.read_json(grid, st.SUMMARY)
     try:
-        payload = anytime(summary, epoch_results(storage, grid), rows, selection=selection, **options)
+        payload = anytime(summary, epoch_results(storage, grid, summary), rows, selection=selection, **options)
     except AnytimeError as exc:
         print(f"anytime: not written ({exc})", flush=True)
         return {}
@@ -444,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = st.resolve_storage(st.resolve_user_path(a.storage_path))
         grid, analytic = cmp.load_summary(storage, a.grid), cmp.load_summary(storage, a.analytic)
         rows = cmp.compare(grid, analytic, selection=a.selection)
-        payload = anytime(grid, epoch_results(storage, a.grid), rows, selection=a.selection, seeds=a.search_seeds,
+        payload = anytime(grid, epoch_results(storage, a.grid, grid), rows, selection=a.selection, seeds=a.search_seeds,
                           methods=methods, asha=Asha(a.reduction_factor, a.grace_period))
     except (AnytimeError, cmp.CompareError, st.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
