@@ -137,15 +137,18 @@ TABLE5_SEEDS = (0, 1, 2)
 
 def table5_plan(gamma: float = FIT["gamma"], epochs: int = FIT["epochs"]) -> dict:
     """(paper label, noise rate) -> the run configs (one per seed)."""
+    return {(label, rate): _row_configs(label, rate, epochs=epochs, batch=FIT["batch"], momentum=FIT["momentum"],
+                                        gamma=gamma)
+            for rate in TABLE5_NOISE for label in TABLE5_LOSSES}
+
+
+def _row_configs(label: str, rate: float, **setup) -> list[dict]:
+    """One paper row's run configs, one per seed: its loss (MAE* with Eq. 4's ε(10)) at its Table 6 lr."""
     from robustloss_core import theory
-    plan = {}
-    for rate in TABLE5_NOISE:
-        for label, (loss, extra) in TABLE5_LOSSES.items():
-            eps = theory.logit_bias(10) if extra.get("logit_bias") == "eps10" else 0.0
-            plan[(label, rate)] = [run_config(loss=loss, lr=TABLE5_LR[label], noise_rate=rate, seed=s, epochs=epochs,
-                                              batch=FIT["batch"], momentum=FIT["momentum"], gamma=gamma,
-                                              logit_bias=eps) for s in TABLE5_SEEDS]
-    return plan
+    loss, extra = PREDICT_LOSSES[label]
+    eps = theory.logit_bias(10) if extra.get("logit_bias") == "eps10" else 0.0
+    return [run_config(loss=loss, lr=PREDICT_LR[label], noise_rate=rate, seed=s, logit_bias=eps, **setup)
+            for s in TABLE5_SEEDS]
 
 
 def table5_runs() -> list[dict]:
@@ -173,16 +176,10 @@ PREDICT_CELLS = ([(label, rate) for rate in (0.4, 0.6) for label in ("MAE*", "ge
 
 def predict_plan(refit: dict = REFIT) -> dict:
     """(paper label, noise rate) -> the run configs (one per seed) at the refitted setup."""
-    from robustloss_core import theory
-    plan = {}
-    for label, rate in PREDICT_CELLS:
-        loss, extra = PREDICT_LOSSES[label]
-        eps = theory.logit_bias(10) if extra.get("logit_bias") == "eps10" else 0.0
-        plan[(label, rate)] = [run_config(loss=loss, lr=PREDICT_LR[label], noise_rate=rate, seed=s,
-                                          epochs=refit["run_epochs"], batch=refit["batch"], momentum=refit["momentum"],
-                                          gamma=refit["gamma"], logit_bias=eps, val_fraction=refit["val_fraction"])
-                               for s in TABLE5_SEEDS]
-    return plan
+    return {(label, rate): _row_configs(label, rate, epochs=refit["run_epochs"], batch=refit["batch"],
+                                        momentum=refit["momentum"], gamma=refit["gamma"],
+                                        val_fraction=refit["val_fraction"])
+            for label, rate in PREDICT_CELLS}
 
 
 def predict_runs() -> list[dict]:
