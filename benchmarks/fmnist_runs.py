@@ -1,7 +1,10 @@
-"""Resumable runner for the real Fashion-MNIST MLP1024 runs (issue 20): one JSON file per finished run.
+"""Resumable runner for the real Fashion-MNIST MLP1024 runs (issues 20, 30): one JSON file per finished run.
 
-    .venv/bin/python benchmarks/fmnist_runs.py fit          # stage 1-2: the CE fit of the lost training details
-    .venv/bin/python benchmarks/fmnist_runs.py table5       # Table 5 rows with the fitted setup
+    .venv/bin/python benchmarks/fmnist_runs.py fit5-next    # the refit: CE's five Table 5 cells (FIT5, in run order)
+    .venv/bin/python benchmarks/fmnist_runs.py fit5-extend  # its extension rule: the pick's (γ, batch) to 100 epochs
+    .venv/bin/python benchmarks/fmnist_runs.py predict      # Table 5's rows at the refitted setup (REFIT), 3 seeds
+    .venv/bin/python benchmarks/fmnist_runs.py fit          # the first fit (two CE numbers; superseded)
+    .venv/bin/python benchmarks/fmnist_runs.py table5       # Table 5 rows with the first fit's setup (superseded)
     .venv/bin/python benchmarks/fmnist_runs.py list         # what is done / pending
 
 Each run is ``robustloss_core.engine.train`` on the real files (``datasets.fashionmnist`` default root, i.e.
@@ -110,20 +113,25 @@ def fit5_extend_runs() -> list[dict]:
 # The fitted setup. ``epochs`` is each run's length; ``report_epoch`` is the fitted epoch count, at which Table 5
 # reads every run (a constant schedule does not depend on the run's length, so this is the E-epoch run).
 FIT = {"batch": 128, "momentum": 0.9, "gamma": 1.0, "epochs": 60, "report_epoch": 60}
-SETUP = {
-    "dataset": "fashionmnist (real: Debian dataset-fashion-mnist, 60 000 / 10 000 idx files)",
-    "model": "mlp1024 (784-1024-512-512-10, ReLU, Xavier-uniform weights, zero biases)",
-    "optimizer": "SGD", "weight_decay": 0.0, "val_fraction": 0.1,
-    "noise_variant": "paper (label drawn uniformly from all K classes with probability eta, so it may stay correct)",
-    "augment": False, "input": "normalised only (mean 0.2860, std 0.3530)",
-    "momentum": FIT["momentum"], "batch_size": FIT["batch"],
-    "lr_schedule": {"kind": "constant"} if FIT["gamma"] == 1.0 else {"kind": "exponential", "gamma": FIT["gamma"]},
-    "epochs": FIT["report_epoch"],
-    "fitted": {}, "stated_by_paper": ["SGD", "momentum (value lost)", "no weight decay",
-                                      "exponential LR decay per epoch (factor lost)", "normalise only",
-                                      "Xavier-uniform, zero biases", "per-loss LR from a 9-value grid (Table 6)"],
-    "threads_per_run": 1,
-}
+def setup_of(batch: int, momentum: float, gamma: float, epochs: int, val_fraction: float) -> dict:
+    """The results file's description of a training setup: what the paper states, what was fitted or kept."""
+    return {
+        "dataset": "fashionmnist (real: Debian dataset-fashion-mnist, 60 000 / 10 000 idx files)",
+        "model": "mlp1024 (784-1024-512-512-10, ReLU, Xavier-uniform weights, zero biases)",
+        "optimizer": "SGD", "weight_decay": 0.0, "val_fraction": val_fraction,
+        "noise_variant": "paper (label drawn uniformly from all K classes with probability eta, so it may stay correct)",
+        "augment": False, "input": "normalised only (mean 0.2860, std 0.3530)",
+        "momentum": momentum, "batch_size": batch,
+        "lr_schedule": {"kind": "constant"} if gamma == 1.0 else {"kind": "exponential", "gamma": gamma},
+        "epochs": epochs,
+        "fitted": {}, "stated_by_paper": ["SGD", "momentum (value lost)", "no weight decay",
+                                          "exponential LR decay per epoch (factor lost)", "normalise only",
+                                          "Xavier-uniform, zero biases", "per-loss LR from a 9-value grid (Table 6)"],
+        "threads_per_run": 1,
+    }
+
+
+SETUP = setup_of(FIT["batch"], FIT["momentum"], FIT["gamma"], FIT["report_epoch"], 0.1)
 # The first Table 5 pass (before the fit had decided): the reconstructed default γ = 0.95, 15 epochs.
 DEFAULT_SETUP_RUNS = {"gamma": 0.95, "epochs": 15}
 
@@ -167,6 +175,7 @@ def table5_runs() -> list[dict]:
 # 40 % and 60 % adds seeds 1-2 to the fit's own runs, for the claims against CE.
 # Each run trains ``run_epochs`` (a constant lr: every shorter E is its prefix); rows are read at ``epochs``.
 REFIT = {"gamma": 1.0, "batch": 64, "momentum": 0.9, "epochs": 68, "run_epochs": 68, "val_fraction": 0.0}
+REFIT_SETUP = setup_of(REFIT["batch"], REFIT["momentum"], REFIT["gamma"], REFIT["epochs"], REFIT["val_fraction"])
 PREDICT_LOSSES = {**TABLE5_LOSSES, "biTemp": ("bitemp", {})}
 PREDICT_LR = {**TABLE5_LR, "biTemp": 0.01}
 PREDICT_CELLS = ([(label, rate) for rate in (0.4, 0.6) for label in ("MAE*", "genCE", "NCE-MAE", "NF-MAE")]

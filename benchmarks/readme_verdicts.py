@@ -140,7 +140,8 @@ def fashionmnist(out: list) -> None:
     for c in d.get("claims", []):
         out.append({"claim": f"real Fashion-MNIST, MLP1024: {c['claim']} (paper {c['paper_gap']:+.2f})",
                     "source": "benchmarks/results/fashionmnist_mlp1024.json", "gap": c["gap"], "ci95": c["ci95"],
-                    "interval": c["interval"], "verdict": c["verdict"], "paper_direction": 1, "word": c["wording"]})
+                    "interval": c["interval"], "verdict": c["verdict"],
+                    "paper_direction": c["paper_direction"], "word": c["wording"]})
     for r in d.get("compare", []):
         if r.get("mode") == "analytic":
             out.append({"claim": f"real Fashion-MNIST 40 %, compare: {r['loss']} analytic vs grid",
