@@ -185,7 +185,7 @@ TRAINING_SETUPS: dict[str, dict] = {
 # paper's text: fitted on the real Fashion-MNIST (all 60 000 training images) to CE's five Table 5 cells (0-60 %
 # symmetric noise) over γ ∈ {0.9, 0.95, 0.97, 1.0} × batch {64, 128} × E ≤ 100: γ = 1.0 (no decay: a departure from
 # the paper's stated schedule; every γ < 1 keeps CE from memorising as far as the paper's CE did), batch 64, E = 68,
-# mean |residual| 0.97 points (benchmarks/fashionmnist_mlp1024.py, `refit`). Momentum 0.9 kept (reconstructed).
+# mean |residual| 0.97 points (benchmarks/results/fashionmnist_mlp1024.json, `setup.fitted`). Momentum 0.9 kept (reconstructed).
 MLP1024_SETUP = _setup("mlp1024", 1e-3, 0.0, {"kind": "constant"}, 68, 64,
                        "paper A.1 (MLP1024: SGD, no weight decay, exponential LR decay, normalise only); decay factor "
                        "1.0, batch 64 and 68 epochs fitted to CE's five Table 5 cells on the real Fashion-MNIST "
