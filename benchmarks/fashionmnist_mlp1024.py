@@ -17,6 +17,7 @@ import glob
 import json
 import math
 import os
+import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -293,8 +294,9 @@ def rankings(rows: list[dict], rates=(0.4, 0.6)) -> list[dict]:
         have = [by[(lab, rate)] for lab in ROBUST if (lab, rate) in by and by[(lab, rate)]["seeds"]]
         if len(have) < len(ROBUST):
             continue
-        seeds = sorted(set.intersection(*(set(_per_seed(r)) for r in have)))
-        per_seed = {s: 1 + sum(_per_seed(r)[s] > _per_seed(by[("MAE*", rate)])[s] for r in have) for s in seeds}
+        values = [_per_seed(r) for r in have]
+        mine = _per_seed(by[("MAE*", rate)])
+        per_seed = {s: 1 + sum(v[s] > mine[s] for v in values) for s in sorted(set.intersection(*map(set, values)))}
         out.append({"noise_rate": rate,
                     "ours": [r["loss"] for r in sorted(have, key=lambda r: -r["top1_mean"])],
                     "paper": [r["loss"] for r in sorted(have, key=lambda r: -r["paper_mean"])],
@@ -308,9 +310,7 @@ def run_times(rows: list[dict]) -> dict:
     walls = sorted(w for r in rows for w, longer in zip(r["wall_s_per_seed"], r["read_from_longer_run"]) if not longer)
     if not walls:
         return {}
-    mid = len(walls) // 2
-    median = walls[mid] if len(walls) % 2 else (walls[mid - 1] + walls[mid]) / 2
-    return {"runs": len(walls), "min_s": walls[0], "median_s": median, "max_s": walls[-1],
+    return {"runs": len(walls), "min_s": walls[0], "median_s": statistics.median(walls), "max_s": walls[-1],
             "core_hours": round(sum(walls) / 3600, 2)}
 
 
